@@ -1,0 +1,156 @@
+"""Reference-binned, mergeable summaries of one feature.
+
+Edges (numeric) and categories (categorical) are fixed from the *reference* at fit time, never
+from a window, so summaries of windows, partitions and replicas add up exactly and memory per
+window is O(bins) whatever the window size. Histogram tests (chi-square, PSI, Jensen-Shannon,
+Hellinger) are computed exactly from these counts; KS and Wasserstein within a stated bound
+(see :mod:`detectors.univariate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BinCounts", "NumericBins", "CategoricalBins", "OTHER"]
+
+OTHER = "__other__"
+
+
+@dataclass(slots=True)
+class BinCounts:
+    """Counts of one feature on fixed bins, plus the number of nulls.
+
+    ``edges`` are the interior numeric edges or the tuple of known categories; ``counts`` has
+    ``len(edges) + 1`` entries: numeric bins ``(-inf, e0), [e0, e1), ..., [e_k, inf)``, or one
+    count per category followed by the "other" bucket (unseen or capped categories).
+
+    >>> a = NumericBins(n_bins=4).fit(np.arange(100.0)).summarise(np.array([1.0, 50.0]))
+    >>> b = NumericBins(n_bins=4).fit(np.arange(100.0)).summarise(np.array([99.0]))
+    >>> (a.__iadd__(b)).counts.tolist()
+    [1, 0, 1, 1]
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    nulls: int = 0
+
+    def __iadd__(self, other: BinCounts) -> BinCounts:
+        if self.edges.shape != other.edges.shape or not np.array_equal(self.edges, other.edges):
+            raise ValueError("cannot merge BinCounts built on different edges")
+        self.counts += other.counts
+        self.nulls += other.nulls
+        return self
+
+    def __add__(self, other: BinCounts) -> BinCounts:
+        out = self.copy()
+        out += other
+        return out
+
+    @property
+    def total(self) -> int:
+        """Non-null values counted."""
+        return int(self.counts.sum())
+
+    def copy(self) -> BinCounts:
+        return BinCounts(self.edges, self.counts.copy(), self.nulls)
+
+    def empty_like(self) -> BinCounts:
+        return BinCounts(self.edges, np.zeros_like(self.counts), 0)
+
+    def state(self) -> dict[str, Any]:
+        """Plain JSON-able state (counts only; edges belong to the fitted binner)."""
+        return {"counts": self.counts.tolist(), "nulls": self.nulls}
+
+
+def _is_null(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "iub":
+        return np.zeros(values.shape, dtype=bool)
+    return pd.isna(values)
+
+
+@dataclass(slots=True)
+class NumericBins:
+    """Quantile bins of a numeric reference column.
+
+    ``n_bins`` quantile bins give about equal reference mass per bin (ties merge bins, so a
+    discrete column gets fewer); values outside the reference range land in the outer bins.
+    """
+
+    n_bins: int = 20
+    edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_bins, (int, np.integer)) or self.n_bins < 2:
+            raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
+
+    def fit(self, reference: np.ndarray) -> Self:
+        ref = np.asarray(reference, dtype=float)
+        ref = ref[~np.isnan(ref)]
+        if ref.size == 0:
+            raise ValueError("cannot fit NumericBins on a reference with no non-null values")
+        qs = np.quantile(ref, np.linspace(0.0, 1.0, self.n_bins + 1)[1:-1])
+        # Interior edges only; duplicates (discrete data) collapse. Edge = first value of a bin,
+        # so [e_i, e_{i+1}) holds the values equal to a repeated quantile.
+        self.edges = np.unique(qs)
+        if self.edges.size == 0:  # constant column: one edge splits below / at-or-above
+            self.edges = np.array([ref[0]])
+        return self
+
+    def summarise(self, values: np.ndarray) -> BinCounts:
+        v = np.asarray(values, dtype=float)
+        null = np.isnan(v)
+        idx = np.searchsorted(self.edges, v[~null], side="right")
+        counts = np.bincount(idx, minlength=self.edges.size + 1).astype(np.int64)
+        return BinCounts(self.edges, counts, int(null.sum()))
+
+
+@dataclass(slots=True)
+class CategoricalBins:
+    """Known categories of a reference column (the ``max_categories`` most frequent) + "other".
+
+    High-cardinality columns are capped so memory stays bounded; the rest fall in "other".
+    """
+
+    max_categories: int = 200
+    categories: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    _index: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object), repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
+            raise ValueError(f"max_categories must be an integer >= 1, got {self.max_categories!r}")
+
+    def fit(self, reference: np.ndarray | pd.Series) -> Self:
+        ref = pd.Series(np.asarray(reference, dtype=object)).dropna().map(str)
+        if ref.empty:
+            raise ValueError("cannot fit CategoricalBins on a reference with no non-null values")
+        freq = ref.value_counts(sort=True)
+        cats = sorted(freq.index[: self.max_categories].tolist())
+        self.categories = np.array(cats, dtype=object)
+        self._index = pd.Index(cats, dtype=object)
+        return self
+
+    @property
+    def edges(self) -> np.ndarray:
+        return self.categories
+
+    def codes(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        """Category index per value; ``len(categories)`` for other, ``-1`` for null."""
+        v = np.asarray(values, dtype=object)
+        null = pd.isna(v)
+        # str() keys make 1 / "1" / True agree with the reference, which was fitted the same way.
+        v = v.astype(str)
+        codes = self._index.get_indexer(v)
+        codes[codes < 0] = self.categories.size
+        codes[null] = -1
+        return codes
+
+    def summarise(self, values: np.ndarray | pd.Series) -> BinCounts:
+        codes = self.codes(values)
+        counts = np.bincount(codes[codes >= 0], minlength=self.categories.size + 1)
+        return BinCounts(self.categories, counts.astype(np.int64), int((codes < 0).sum()))
