@@ -1,0 +1,699 @@
+"""Realized model performance: exact metrics, confidence intervals, mergeable summaries, segments.
+
+Every metric is computed by one vectorised numpy engine that takes a matrix of row weights
+``(B, n)``: the point estimate uses weights of one, a bootstrap replicate uses multinomial
+counts, so the exact value and its bootstrap share one code path (no scikit-learn at run time;
+scikit-learn is the test oracle).
+
+Conventions (equal to scikit-learn's where it has the metric):
+
+* binary: ``labels[-1]`` is the positive class (``[0, 1]`` when the values are 0/1 or bool);
+  ``score`` is the positive-class probability. precision/recall/f1 are the positive class's.
+* multiclass: ``scores`` is ``(n, k)`` with columns in ``labels`` order; precision, recall, f1,
+  roc_auc (one-vs-rest) and pr_auc (average precision) are macro averages over classes.
+* an undefined value is NaN, never a silent 0: precision with no predicted positives, ROC AUC or
+  PR AUC with a single class present (scikit-learn's ``zero_division=np.nan``). A macro average
+  skips undefined classes (NaN if all are).
+* log_loss clips probabilities to ``[eps, 1 - eps]`` (float64 eps); ECE uses 10 equal-width bins
+  on ``[0, 1]`` of the positive-class probability (binary) or the top-label confidence
+  (multiclass): ``sum_b n_b / n * |mean(outcome_b) - mean(confidence_b)|``.
+
+Confidence intervals (``classification_performance``): accuracy and binary precision/recall use
+the Wilson score interval; binary ROC AUC uses DeLong's variance (normal approximation, clipped to
+[0, 1]); every other metric uses a seeded, vectorised percentile bootstrap (``n_boot``
+replicates; ``n_boot=0`` leaves the bounds NaN). References: E. B. Wilson (1927), JASA 22;
+E. R. DeLong et al. (1988), Biometrics 44; B. Efron & R. Tibshirani (1993).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtri
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "ece")
+SCORE_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "ece"})
+REGRESSION_METRICS = ("mae", "rmse", "mape")
+ECE_BINS = 10
+_EPS = float(np.finfo(np.float64).eps)
+_BOOT_CHUNK = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceResult:
+    """One metric with its confidence interval.
+
+    ``support_ok`` is False when ``n < min_support`` or the metric is undefined on these rows
+    (e.g. ROC AUC with one class): such a value must not be read as a drop.
+    """
+
+    metric: str
+    value: float
+    lower: float
+    upper: float
+    n: int
+    support_ok: bool
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _resolve_labels(y_true: np.ndarray, y_pred: np.ndarray | None, labels: Sequence[Any] | None,
+                    binary_score: bool) -> np.ndarray:
+    if labels is not None:
+        out = np.asarray(labels)
+        if out.ndim != 1 or len(out) == 0 or len(np.unique(out)) != len(out):
+            raise ValueError(f"labels must be a non-empty sequence of distinct values, got {labels!r}")
+        return out
+    seen = y_true if y_pred is None else np.concatenate([y_true, y_pred])
+    out = np.unique(seen)
+    if binary_score and len(out) < 2:
+        if out.dtype == bool or np.isin(out, [0, 1]).all():
+            return np.array([0, 1], dtype=out.dtype if out.dtype != bool else np.int64)
+        raise ValueError(f"binary score given but only one label ({out!r}) is present: pass labels=")
+    return out
+
+
+def _encode(values: np.ndarray, labels: np.ndarray, name: str) -> np.ndarray:
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    pos = np.clip(np.searchsorted(sorted_labels, values), 0, len(labels) - 1)
+    if not np.array_equal(sorted_labels[pos], values):
+        bad = values[sorted_labels[pos] != values][:5]
+        raise ValueError(f"{name} holds values outside labels: {bad!r}")
+    return order[pos]
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    y: np.ndarray            # (n,) class index
+    pred: np.ndarray | None  # (n,) class index
+    proba: np.ndarray | None  # (n, k) class probabilities (binary: [1 - score, score])
+    k: int
+
+
+def _prepare(y_true: Any, y_pred: Any, score: Any, scores: Any, labels: Sequence[Any] | None
+             ) -> tuple[_Encoded, np.ndarray]:
+    yt = np.asarray(y_true)
+    yp = None if y_pred is None else np.asarray(y_pred)
+    if yt.ndim != 1:
+        raise ValueError(f"y_true must be one-dimensional, got shape {yt.shape}")
+    if yp is not None and yp.shape != yt.shape:
+        raise ValueError(f"y_pred shape {yp.shape} differs from y_true shape {yt.shape}")
+    if score is not None and scores is not None:
+        raise ValueError("pass either score (binary) or scores (multiclass), not both")
+    if yt.dtype == bool:
+        yt = yt.astype(np.int64)
+    if yp is not None and yp.dtype == bool:
+        yp = yp.astype(np.int64)
+    lab = _resolve_labels(yt, yp, labels, binary_score=score is not None)
+    k = len(lab)
+    proba = None
+    if score is not None:
+        s = np.asarray(score, dtype=np.float64)
+        if s.shape != yt.shape:
+            raise ValueError(f"score shape {s.shape} differs from y_true shape {yt.shape}")
+        if k != 2:
+            raise ValueError(f"score is the binary positive-class probability but there are {k} labels")
+        proba = np.column_stack([1.0 - s, s])
+    elif scores is not None:
+        proba = np.asarray(scores, dtype=np.float64)
+        if proba.shape != (len(yt), k):
+            raise ValueError(f"scores must have shape {(len(yt), k)} (rows, labels), got {proba.shape}")
+    if proba is not None and not np.isfinite(proba).all():
+        raise ValueError("scores hold NaN or infinite values")
+    enc = _Encoded(_encode(yt, lab, "y_true"), None if yp is None else _encode(yp, lab, "y_pred"), proba, k)
+    return enc, lab
+
+
+# ----------------------------------------------------------------------------- weighted engine
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _nanmean_last(a: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(a)
+    cnt = ok.sum(axis=-1)
+    return _div(np.where(ok, a, 0.0).sum(axis=-1), cnt)
+
+
+def pair_auc(score: np.ndarray, pos_w: np.ndarray, neg_w: np.ndarray) -> np.ndarray:
+    """Weighted Mann-Whitney AUC: P(score_pos > score_neg) + P(tie) / 2, per weight row.
+
+    ``pos_w``/``neg_w`` are ``(B, n)`` positive/negative masses of each row (labels and
+    bootstrap counts, or CBPE's calibrated ``p`` and ``1 - p``). Ties count one half, which equals
+    the trapezoidal area under the ROC curve over distinct thresholds. NaN when a mass is zero.
+    """
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1] if len(s) else np.zeros(0, dtype=np.intp)
+    if len(s) == 0:
+        return np.full(pos_w.shape[0], np.nan)
+    gp = np.add.reduceat(pos_w[:, order], starts, axis=1)
+    gn = np.add.reduceat(neg_w[:, order], starts, axis=1)
+    neg_below = np.cumsum(gn, axis=1) - gn
+    num = (gp * (neg_below + 0.5 * gn)).sum(axis=1)
+    return _div(num, gp.sum(axis=1) * gn.sum(axis=1))
+
+
+def _average_precision(score: np.ndarray, pos_w: np.ndarray, neg_w: np.ndarray) -> np.ndarray:
+    """Average precision sum_k (R_k - R_{k-1}) P_k over distinct thresholds (scikit-learn's)."""
+    if len(score) == 0:
+        return np.full(pos_w.shape[0], np.nan)
+    order = np.argsort(-score, kind="mergesort")
+    s = score[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    gp = np.add.reduceat(pos_w[:, order], starts, axis=1)
+    gn = np.add.reduceat(neg_w[:, order], starts, axis=1)
+    tp = np.cumsum(gp, axis=1)
+    fp = np.cumsum(gn, axis=1)
+    prec = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+    return _div((gp * prec).sum(axis=1), tp[:, -1])
+
+
+def _classification_core(enc: _Encoded, w: np.ndarray, wanted: Iterable[str]) -> dict[str, np.ndarray]:
+    """Every requested metric for each weight row of ``w`` (B, n) -> {metric: (B,)}."""
+    wanted = set(wanted)
+    k, y = enc.k, enc.y
+    out: dict[str, np.ndarray] = {}
+    total = w.sum(axis=1)
+    onehot_y = np.zeros((len(y), k))
+    onehot_y[np.arange(len(y)), y] = 1.0
+    if enc.pred is not None and wanted & {"accuracy", "precision", "recall", "f1"}:
+        cell = np.zeros((len(y), k * k))
+        cell[np.arange(len(y)), y * k + enc.pred] = 1.0
+        conf = (w @ cell).reshape(-1, k, k)  # [b, true, pred]
+        tp = np.diagonal(conf, axis1=1, axis2=2)
+        pred_tot = conf.sum(axis=1)
+        true_tot = conf.sum(axis=2)
+        out["accuracy"] = _div(tp.sum(axis=1), total)
+        prec = _div(tp, pred_tot)
+        rec = _div(tp, true_tot)
+        f1 = _div(2 * tp, pred_tot + true_tot)
+        if k == 2:
+            out["precision"], out["recall"], out["f1"] = prec[:, 1], rec[:, 1], f1[:, 1]
+        else:
+            out["precision"], out["recall"], out["f1"] = _nanmean_last(prec), _nanmean_last(rec), _nanmean_last(f1)
+    if enc.proba is not None:
+        p = enc.proba
+        cls = [1] if k == 2 else range(k)
+        if "roc_auc" in wanted:
+            aucs = np.stack([pair_auc(p[:, c], w * onehot_y[:, c], w * (1 - onehot_y[:, c])) for c in cls], axis=1)
+            out["roc_auc"] = aucs[:, 0] if k == 2 else _nanmean_last(aucs)
+        if "pr_auc" in wanted:
+            aps = np.stack([_average_precision(p[:, c], w * onehot_y[:, c], w * (1 - onehot_y[:, c]))
+                            for c in cls], axis=1)
+            out["pr_auc"] = aps[:, 0] if k == 2 else _nanmean_last(aps)
+        if "log_loss" in wanted:
+            clipped = np.clip(p, _EPS, 1 - _EPS)
+            clipped = clipped / clipped.sum(axis=1, keepdims=True)
+            loss = -np.log(clipped[np.arange(len(y)), y])
+            out["log_loss"] = _div(w @ loss, total)
+        if "ece" in wanted:
+            if k == 2:
+                confidence, outcome = p[:, 1], onehot_y[:, 1]
+            else:
+                confidence, outcome = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64)
+            b = ece_bin(confidence)
+            onehot_b = np.zeros((len(y), ECE_BINS))
+            onehot_b[np.arange(len(y)), b] = 1.0
+            gap = w @ (onehot_b * (outcome - confidence)[:, None])
+            out["ece"] = _div(np.abs(gap).sum(axis=1), total)
+    return out
+
+
+def ece_bin(confidence: np.ndarray) -> np.ndarray:
+    """Index of the equal-width calibration bin: 10 bins (a, b] on [0, 1] (scikit-learn >= 1.5 calibration_curve)."""
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    return np.searchsorted(edges[1:-1], confidence, side="left")
+
+
+# ----------------------------------------------------------------------------- public: metrics
+
+
+def classification_metrics(y_true: Any, y_pred: Any, score: Any = None, scores: Any = None,
+                           labels: Sequence[Any] | None = None) -> dict[str, float]:
+    """Exact accuracy, precision, recall, f1 and (with scores) roc_auc, pr_auc, log_loss, ece.
+
+    Metrics that need probabilities are left out when neither ``score`` nor ``scores`` is given.
+    See the module docstring for conventions and undefined values (NaN).
+
+    >>> classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], score=[0.1, 0.9, 0.4, 0.3])["roc_auc"]
+    1.0
+    """
+    enc, _ = _prepare(y_true, y_pred, score, scores, labels)
+    if len(enc.y) == 0:
+        raise ValueError("y_true is empty")
+    wanted = [m for m in CLASSIFICATION_METRICS if enc.proba is not None or m not in SCORE_METRICS]
+    res = _classification_core(enc, np.ones((1, len(enc.y))), wanted)
+    return {m: float(res[m][0]) for m in wanted}
+
+
+def _regression_core(y: np.ndarray, yhat: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    err = y - yhat
+    total = w.sum(axis=1)
+    return {"mae": _div(w @ np.abs(err), total),
+            "rmse": np.sqrt(_div(w @ err**2, total)),
+            "mape": _div(w @ (np.abs(err) / np.maximum(np.abs(y), _EPS)), total)}
+
+
+def _regression_arrays(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.float64)
+    yhat = np.asarray(y_pred, dtype=np.float64)
+    if y.ndim != 1 or y.shape != yhat.shape or len(y) == 0:
+        raise ValueError(f"y_true and y_pred must be non-empty 1-d arrays of one shape, got {y.shape}, {yhat.shape}")
+    if not (np.isfinite(y).all() and np.isfinite(yhat).all()):
+        raise ValueError("regression targets/predictions hold NaN or infinite values")
+    return y, yhat
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """MAE, RMSE and MAPE (``|e| / max(|y|, eps)``, a fraction, as scikit-learn).
+
+    >>> regression_metrics([1.0, 2.0], [1.0, 4.0])["mae"]
+    1.0
+    """
+    y, yhat = _regression_arrays(y_true, y_pred)
+    return {m: float(v[0]) for m, v in _regression_core(y, yhat, np.ones((1, len(y)))).items()}
+
+
+# ----------------------------------------------------------------------------- public: intervals
+
+
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (NaN bounds when ``n == 0``)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = float(ndtri(0.5 + confidence / 2))
+    phat = successes / n
+    den = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / den
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / den
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _midrank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    s = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    ends = np.r_[starts[1:], len(s)]
+    ranks_sorted = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    out = np.empty(len(x))
+    out[order] = ranks_sorted
+    return out
+
+
+def delong_interval(score: Any, positive: Any, confidence: float = 0.95) -> tuple[float, float, float]:
+    """ROC AUC with DeLong's variance: ``(auc, lower, upper)``; NaN when one class is absent.
+
+    Normal approximation, clipped to [0, 1]; it is too narrow for tiny classes (< ~20 rows).
+    """
+    s = np.asarray(score, dtype=np.float64)
+    pos = np.asarray(positive, dtype=bool)
+    x, yneg = s[pos], s[~pos]
+    m, n = len(x), len(yneg)
+    if m == 0 or n == 0:
+        return float("nan"), float("nan"), float("nan")
+    r_all = _midrank(np.concatenate([x, yneg]))
+    v10 = (r_all[:m] - _midrank(x)) / n
+    v01 = 1.0 - (r_all[m:] - _midrank(yneg)) / m
+    auc = float(v10.mean())
+    var = (v10.var(ddof=1) if m > 1 else 0.0) / m + (v01.var(ddof=1) if n > 1 else 0.0) / n
+    z = float(ndtri(0.5 + confidence / 2))
+    half = z * np.sqrt(var)
+    return auc, float(max(0.0, auc - half)), float(min(1.0, auc + half))
+
+
+def _bootstrap(core, n: int, n_boot: int, seed: int, confidence: float) -> dict[str, tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    reps: list[dict[str, np.ndarray]] = []
+    done = 0
+    while done < n_boot:
+        b = min(_BOOT_CHUNK, n_boot - done)
+        reps.append(core(rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)))
+        done += b
+    alpha = (1 - confidence) / 2
+    out = {}
+    for m in reps[0]:
+        vals = np.concatenate([r[m] for r in reps])
+        vals = vals[~np.isnan(vals)]
+        out[m] = ((float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha)))
+                  if len(vals) else (float("nan"), float("nan")))
+    return out
+
+
+def _check_ci_params(confidence: float, n_boot: int, min_support: int) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot!r}")
+    if min_support < 0:
+        raise ValueError(f"min_support must be >= 0, got {min_support!r}")
+
+
+def classification_performance(y_true: Any, y_pred: Any, score: Any = None, scores: Any = None,
+                               labels: Sequence[Any] | None = None, *, metrics: Iterable[str] | None = None,
+                               confidence: float = 0.95, n_boot: int = 200, seed: int = 0,
+                               min_support: int = 30) -> dict[str, PerformanceResult]:
+    """Metrics with confidence intervals (Wilson / DeLong / seeded bootstrap, see module doc).
+
+    >>> r = classification_performance([0, 1] * 50, [0, 1] * 50, n_boot=0)["accuracy"]
+    >>> (r.value, r.n, r.support_ok)
+    (1.0, 100, True)
+    """
+    _check_ci_params(confidence, n_boot, min_support)
+    enc, _ = _prepare(y_true, y_pred, score, scores, labels)
+    n = len(enc.y)
+    if n == 0:
+        raise ValueError("y_true is empty")
+    available = [m for m in CLASSIFICATION_METRICS if enc.proba is not None or m not in SCORE_METRICS]
+    wanted = available if metrics is None else list(metrics)
+    unknown = set(wanted) - set(available)
+    if unknown:
+        raise ValueError(f"metrics not available here: {sorted(unknown)} (available: {available})")
+    point = _classification_core(enc, np.ones((1, n)), wanted)
+    analytic: dict[str, tuple[float, float]] = {}
+    if enc.pred is not None:
+        correct = float((enc.y == enc.pred).sum())
+        analytic["accuracy"] = wilson_interval(correct, n, confidence)
+        if enc.k == 2:
+            tp = float(((enc.y == 1) & (enc.pred == 1)).sum())
+            analytic["precision"] = wilson_interval(tp, float((enc.pred == 1).sum()), confidence)
+            analytic["recall"] = wilson_interval(tp, float((enc.y == 1).sum()), confidence)
+    if enc.proba is not None and enc.k == 2:
+        _, lo, hi = delong_interval(enc.proba[:, 1], enc.y == 1, confidence)
+        analytic["roc_auc"] = (lo, hi)
+    rest = [m for m in wanted if m not in analytic]
+    boot = (_bootstrap(lambda w: _classification_core(enc, w, rest), n, n_boot, seed, confidence)
+            if rest and n_boot > 0 else {})
+    out = {}
+    for m in wanted:
+        value = float(point[m][0])
+        lo, hi = analytic.get(m) or boot.get(m) or (float("nan"), float("nan"))
+        out[m] = PerformanceResult(m, value, lo, hi, n, bool(n >= min_support and np.isfinite(value)))
+    return out
+
+
+def regression_performance(y_true: Any, y_pred: Any, *, confidence: float = 0.95, n_boot: int = 200,
+                           seed: int = 0, min_support: int = 30) -> dict[str, PerformanceResult]:
+    """MAE, RMSE, MAPE with seeded percentile-bootstrap intervals."""
+    _check_ci_params(confidence, n_boot, min_support)
+    y, yhat = _regression_arrays(y_true, y_pred)
+    n = len(y)
+    point = _regression_core(y, yhat, np.ones((1, n)))
+    boot = _bootstrap(lambda w: _regression_core(y, yhat, w), n, n_boot, seed, confidence) if n_boot else {}
+    nan2 = (float("nan"), float("nan"))
+    return {m: PerformanceResult(m, float(v[0]), *boot.get(m, nan2), n, n >= min_support)
+            for m, v in point.items()}
+
+
+def hanley_mcneil_interval(auc: float, n_pos: float, n_neg: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Hanley & McNeil (1982, Radiology 143) normal interval for an AUC from class counts only."""
+    if not np.isfinite(auc) or n_pos <= 0 or n_neg <= 0:
+        return float("nan"), float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    half = float(ndtri(0.5 + confidence / 2)) * np.sqrt(max(var, 0.0))
+    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
+
+
+# ----------------------------------------------------------------------------- mergeable summary
+
+
+@dataclass(slots=True)
+class ConfusionSummary:
+    """Bounded, mergeable classification summary of a window (per partition, per replica).
+
+    Holds the confusion counts ``[true, pred]``, per true class a histogram of each class's
+    probability on ``n_bins`` equal-width bins over [0, 1] (binary: the positive class only), the
+    log-loss sum and the 10 calibration-bin sums ``(count, sum confidence, sum outcome)``.
+    Accuracy/precision/recall/f1/log_loss/ece are exact; roc_auc and pr_auc treat scores in one
+    bin as tied (error below ~1/n_bins for continuous scores; exact when scores are rounded to
+    the bin grid). Intervals: Wilson, and Hanley-McNeil for binary AUC; others have NaN bounds.
+
+    >>> a = ConfusionSummary.from_arrays([0, 1], [0, 1], score=[0.2, 0.7], labels=[0, 1])
+    >>> a += ConfusionSummary.from_arrays([1, 0], [0, 0], score=[0.4, 0.1], labels=[0, 1])
+    >>> a.metrics()["accuracy"], a.metrics()["roc_auc"]
+    (0.75, 1.0)
+    """
+
+    labels: tuple[Any, ...]
+    confusion: np.ndarray
+    score_hist: np.ndarray | None
+    loss_sum: float = 0.0
+    calib: np.ndarray = field(default_factory=lambda: np.zeros((3, ECE_BINS)))
+
+    @property
+    def n(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def n_bins(self) -> int:
+        return 0 if self.score_hist is None else self.score_hist.shape[2]
+
+    @classmethod
+    def from_arrays(cls, y_true: Any, y_pred: Any, score: Any = None, scores: Any = None, *,
+                    labels: Sequence[Any], n_bins: int = 1000) -> ConfusionSummary:
+        """Summarise one batch; ``labels`` is required so that summaries line up when merged."""
+        if n_bins < 2:
+            raise ValueError(f"n_bins must be >= 2, got {n_bins!r}")
+        if y_pred is None:
+            raise ValueError("y_pred is required for a ConfusionSummary")
+        enc, lab = _prepare(y_true, y_pred, score, scores, labels)
+        k = enc.k
+        conf = np.bincount(enc.y * k + enc.pred, minlength=k * k).reshape(k, k)
+        hist = None
+        loss_sum = 0.0
+        calib = np.zeros((3, ECE_BINS))
+        if enc.proba is not None:
+            cols = [1] if k == 2 else list(range(k))
+            p = enc.proba[:, cols]
+            b = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+            hist = np.zeros((k, len(cols), n_bins), dtype=np.int64)
+            for j in range(len(cols)):
+                hist[:, j, :] = np.bincount(enc.y * n_bins + b[:, j], minlength=k * n_bins).reshape(k, n_bins)
+            w = np.ones((1, len(enc.y)))
+            core = _classification_core(enc, w, ["log_loss"])
+            loss_sum = float(core["log_loss"][0] * len(enc.y))
+            if k == 2:
+                confidence, outcome = enc.proba[:, 1], (enc.y == 1).astype(np.float64)
+            else:
+                confidence = enc.proba.max(axis=1)
+                outcome = (enc.proba.argmax(axis=1) == enc.y).astype(np.float64)
+            eb = ece_bin(confidence)
+            calib = np.stack([np.bincount(eb, minlength=ECE_BINS).astype(np.float64),
+                              np.bincount(eb, confidence, minlength=ECE_BINS),
+                              np.bincount(eb, outcome, minlength=ECE_BINS)])
+        return cls(tuple(lab.tolist()), conf.astype(np.int64), hist, loss_sum, calib)
+
+    def __iadd__(self, other: ConfusionSummary) -> ConfusionSummary:
+        if self.labels != other.labels:
+            raise ValueError(f"cannot merge summaries over different labels: {self.labels} vs {other.labels}")
+        if (self.score_hist is None) != (other.score_hist is None) or self.n_bins != other.n_bins:
+            raise ValueError("cannot merge summaries with different score histograms")
+        self.confusion = self.confusion + other.confusion
+        if self.score_hist is not None:
+            self.score_hist = self.score_hist + other.score_hist
+        self.loss_sum += other.loss_sum
+        self.calib = self.calib + other.calib
+        return self
+
+    def _auc_ap(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        hist = self.score_hist
+        k = len(self.labels)
+        centres = (np.arange(self.n_bins) + 0.5) / self.n_bins
+        cls = [1] if k == 2 else list(range(k))
+        aucs, aps, npos, nneg = [], [], [], []
+        for j, c in enumerate(cls):
+            pos = hist[c, j].astype(np.float64)[None]
+            neg = (hist[:, j].sum(axis=0) - hist[c, j]).astype(np.float64)[None]
+            aucs.append(pair_auc(centres, pos, neg)[0])
+            aps.append(_average_precision(centres, pos, neg)[0])
+            npos.append(pos.sum())
+            nneg.append(neg.sum())
+        return np.array(aucs), np.array(aps), np.array(npos), np.array(nneg)
+
+    def metrics(self) -> dict[str, float]:
+        """Point values (see the class docstring for which are approximate)."""
+        return {m: r.value for m, r in self.results().items()}
+
+    def results(self, confidence: float = 0.95, min_support: int = 30) -> dict[str, PerformanceResult]:
+        """Metrics with analytic intervals where the summary allows them (others: NaN bounds)."""
+        _check_ci_params(confidence, 0, min_support)
+        k, n = len(self.labels), self.n
+        c = self.confusion.astype(np.float64)
+        tp, pred_tot, true_tot = np.diag(c), c.sum(axis=0), c.sum(axis=1)
+        nan2 = (float("nan"), float("nan"))
+        vals: dict[str, tuple[float, tuple[float, float]]] = {}
+        vals["accuracy"] = (float(_div(tp.sum(), n)), wilson_interval(tp.sum(), n, confidence))
+        prec, rec, f1 = _div(tp, pred_tot), _div(tp, true_tot), _div(2 * tp, pred_tot + true_tot)
+        if k == 2:
+            vals["precision"] = (float(prec[1]), wilson_interval(tp[1], pred_tot[1], confidence))
+            vals["recall"] = (float(rec[1]), wilson_interval(tp[1], true_tot[1], confidence))
+            vals["f1"] = (float(f1[1]), nan2)
+        else:
+            for name, arr in (("precision", prec), ("recall", rec), ("f1", f1)):
+                vals[name] = (float(_nanmean_last(arr)), nan2)
+        if self.score_hist is not None:
+            aucs, aps, npos, nneg = self._auc_ap()
+            auc = float(aucs[0]) if k == 2 else float(_nanmean_last(aucs))
+            ci = hanley_mcneil_interval(auc, npos[0], nneg[0], confidence) if k == 2 else nan2
+            vals["roc_auc"] = (auc, ci)
+            vals["pr_auc"] = (float(aps[0]) if k == 2 else float(_nanmean_last(aps)), nan2)
+            vals["log_loss"] = (float(_div(self.loss_sum, n)), nan2)
+            vals["ece"] = (float(_div(np.abs(self.calib[2] - self.calib[1]).sum(), n)), nan2)
+        return {m: PerformanceResult(m, v, lo, hi, n, bool(n >= min_support and np.isfinite(v)))
+                for m, (v, (lo, hi)) in vals.items()}
+
+    def state(self) -> dict[str, Any]:
+        """Plain JSON-ready numbers (labels must be JSON scalars)."""
+        return {"labels": list(self.labels), "confusion": self.confusion.tolist(),
+                "score_hist": None if self.score_hist is None else self.score_hist.tolist(),
+                "loss_sum": self.loss_sum, "calib": self.calib.tolist()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ConfusionSummary:
+        hist = state["score_hist"]
+        return cls(tuple(state["labels"]), np.asarray(state["confusion"], dtype=np.int64),
+                   None if hist is None else np.asarray(hist, dtype=np.int64),
+                   float(state["loss_sum"]), np.asarray(state["calib"], dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- segments
+
+
+NULL_CATEGORY = "__null__"
+UNSEEN_CATEGORY = "__unseen__"
+
+
+def _fmt(x: float) -> str:
+    return "-inf" if x == -np.inf else "inf" if x == np.inf else f"{x:.6g}"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSpec:
+    """Segment definitions remembered from the reference.
+
+    Numeric columns are cut at reference quantiles (``n_bins`` bins, duplicate edges dropped) and
+    labelled ``col=[a, b)``; other columns use their reference categories, labelled ``col=value``.
+    Window values outside the reference categories fall in ``col=__unseen__``, missing values in
+    ``col=__null__``, so the number of segments stays bounded.
+    """
+
+    columns: tuple[str, ...]
+    edges: Mapping[str, tuple[float, ...]]
+    categories: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def fit(cls, reference: Any, columns: Sequence[str], n_bins: int = 4) -> SegmentSpec:
+        import pandas as pd
+
+        if n_bins < 1:
+            raise ValueError(f"n_bins must be >= 1, got {n_bins!r}")
+        frame = reference if isinstance(reference, pd.DataFrame) else pd.DataFrame(reference)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"segment columns not in the reference: {missing}")
+        edges: dict[str, tuple[float, ...]] = {}
+        cats: dict[str, tuple[str, ...]] = {}
+        for col in columns:
+            s = frame[col]
+            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                v = s.to_numpy(dtype=np.float64)
+                v = v[np.isfinite(v)]
+                qs = np.quantile(v, np.linspace(0, 1, n_bins + 1)[1:-1]) if len(v) else np.zeros(0)
+                edges[col] = tuple(float(e) for e in np.unique(qs))
+            else:
+                cats[col] = tuple(sorted({str(x) for x in s.dropna().unique()}))
+        return cls(tuple(columns), edges, cats)
+
+    def assign(self, frame: Any) -> dict[str, np.ndarray]:
+        """Per column, every row's segment label (``"col=value"``) as an object array."""
+        import pandas as pd
+
+        frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+        out: dict[str, np.ndarray] = {}
+        for col in self.columns:
+            s = frame[col]
+            null = s.isna().to_numpy()
+            if col in self.edges:
+                e = np.asarray(self.edges[col])
+                bounds = np.r_[-np.inf, e, np.inf]
+                names = np.array([f"{col}=[{_fmt(a)}, {_fmt(b)})" for a, b in zip(bounds[:-1], bounds[1:])],
+                                 dtype=object)
+                idx = np.searchsorted(e, s.to_numpy(dtype=np.float64), side="right")
+                lab = names[idx]
+            else:
+                known = set(self.categories[col])
+                vals = s.astype(str).to_numpy(dtype=object)
+                lab = np.array([f"{col}={v}" if v in known else f"{col}={UNSEEN_CATEGORY}" for v in vals],
+                               dtype=object) if len(vals) else np.zeros(0, dtype=object)
+            lab[null] = f"{col}={NULL_CATEGORY}"
+            out[col] = lab
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPerformance:
+    """Performance of one segment: ``"all"``, ``"col=value"`` or ``"col1=v1&col2=v2"``."""
+
+    segment: str
+    columns: tuple[str, ...]
+    n: int
+    support_ok: bool
+    metrics: Mapping[str, PerformanceResult]
+
+
+def segment_performance(frame: Any, y_true: Any, y_pred: Any, score: Any = None, scores: Any = None, *,
+                        spec: SegmentSpec, labels: Sequence[Any] | None = None, min_support: int = 50,
+                        pairs: bool = True, metrics: Iterable[str] | None = None, confidence: float = 0.95,
+                        n_boot: int = 0, seed: int = 0) -> tuple[SegmentPerformance, ...]:
+    """Metrics for all rows, every single-column segment and (``pairs``) every column pair.
+
+    ``frame`` (DataFrame or mapping of columns) holds the segment columns, row-aligned with the
+    labels. Segments with fewer than ``min_support`` rows are returned with ``support_ok=False``
+    and must not be reported as drops. Intervals as in :func:`classification_performance`
+    (``n_boot=0`` by default: analytic intervals only, bootstrap-only metrics get NaN bounds).
+    Segments with no rows are not listed.
+    """
+    import pandas as pd
+
+    frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+    yt = np.asarray(y_true)
+    if len(frame) != len(yt):
+        raise ValueError(f"frame has {len(frame)} rows but y_true has {len(yt)}")
+    yp = None if y_pred is None else np.asarray(y_pred)
+    _, lab = _prepare(yt, yp, score, scores, labels)  # validates once, fixes the label set
+    sc = None if score is None else np.asarray(score, dtype=np.float64)
+    scs = None if scores is None else np.asarray(scores, dtype=np.float64)
+    metric_list = None if metrics is None else list(metrics)
+    seg_labels = spec.assign(frame)
+
+    def one(name: str, cols: tuple[str, ...], mask: np.ndarray | None) -> SegmentPerformance:
+        sel = slice(None) if mask is None else mask
+        res = classification_performance(
+            yt[sel], None if yp is None else yp[sel], None if sc is None else sc[sel],
+            None if scs is None else scs[sel], lab, metrics=metric_list, confidence=confidence,
+            n_boot=n_boot, seed=seed, min_support=min_support)
+        n = len(yt) if mask is None else int(mask.sum())
+        return SegmentPerformance(name, cols, n, n >= min_support, res)
+
+    out = [one("all", (), None)]
+    groups = [(c,) for c in spec.columns]
+    if pairs:
+        groups += list(combinations(spec.columns, 2))
+    for cols in groups:
+        keys = seg_labels[cols[0]] if len(cols) == 1 else seg_labels[cols[0]] + "&" + seg_labels[cols[1]]
+        codes, uniques = pd.factorize(keys, sort=True)
+        for i, name in enumerate(uniques):
+            out.append(one(str(name), cols, codes == i))
+    return tuple(out)
