@@ -1,0 +1,190 @@
+"""Agent configuration: YAML turned once, at start-up, into frozen, validated models.
+
+Nothing else in the agent reads YAML. A validation error becomes one line per problem, naming
+the key path (``models.car-loan.window.size: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["ConfigError", "Config", "build_config", "KafkaConfig", "HttpConfig", "ModelConfig", "WindowConfig", "load_config", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str()`` has one line per problem."""
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in ``"90s"``, ``"15m"``, ``"1h"``, ``"7d"`` or a plain number of seconds.
+
+    >>> parse_duration("1h"), parse_duration(30), parse_duration("250ms")
+    (3600.0, 30.0, 0.25)
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"duration must be positive, got {value!r}")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"not a positive duration like '90s', '15m', '1h', '7d': {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_PASSTHROUGH = re.compile(r"^(security_protocol|sasl_\w+|ssl_\w+)$")
+
+
+class KafkaConfig(_Frozen):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    bootstrap_servers: str = "localhost:9092"
+    predictions_topic: str = "predictions"
+    labels_topic: str = "labels"
+    group_id: str = "driftwarden"
+    max_poll_records: int = Field(5000, ge=1, le=1_000_000)
+    max_record_bytes: int = Field(1 << 20, ge=64)
+
+    @model_validator(mode="after")
+    def _only_security_passthrough(self) -> KafkaConfig:
+        bad = [k for k in (self.model_extra or {}) if not _PASSTHROUGH.match(k)]
+        if bad:
+            raise ValueError(f"unknown kafka keys {bad}; only security_protocol, sasl_* and ssl_* are passed through")
+        return self
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        """security_protocol / sasl_* / ssl_* settings, passed to the Kafka client unchanged."""
+        return dict(self.model_extra or {})
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap_servers == "embedded"
+
+
+class HttpConfig(_Frozen):
+    host: str = "0.0.0.0"
+    port: int = Field(9108, ge=0, le=65535)
+    token_env: str = "DRIFTWARDEN_TOKEN"
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+
+
+class WindowConfig(_Frozen):
+    size: int | None = Field(None, ge=10)
+    duration: float | None = None
+    allowed_lateness: float = 0.0
+    label_retention: int = Field(4, ge=1, le=1000, description="closed windows kept open for late labels")
+    max_rows: int = Field(1_000_000, ge=10, description="rows of one window kept for label joins")
+
+    @field_validator("duration", "allowed_lateness", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if v is None or (v == 0 and not isinstance(v, str)):
+            return v
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowConfig:
+        if (self.size is None) == (self.duration is None):
+            raise ValueError("set exactly one of 'size' (records) or 'duration' (event time)")
+        return self
+
+
+class DriftConfig(_Frozen):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["bh", "bonferroni", "none"] = "bh"
+    effect_floor: float = Field(0.1, ge=0)
+    n_bins: int = Field(20, ge=2, le=1000)
+    max_categories: int = Field(200, ge=1)
+    methods: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelConfig(_Frozen):
+    task: Literal["binary_classification", "multiclass_classification", "regression"]
+    reference: Path
+    target: str
+    prediction: str | None = None
+    score: str | None = None
+    features: list[str] | None = None
+    window: WindowConfig = Field(default_factory=lambda: WindowConfig(size=5000))
+    segments: list[str] = Field(default_factory=list)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    retrain: dict[str, Any] = Field(default_factory=dict)
+
+
+class JoinConfig(_Frozen):
+    ttl: float = 7 * 86400.0
+    max_pending_labels: int = Field(1_000_000, ge=1)
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class CheckpointConfig(_Frozen):
+    interval_s: float = Field(10.0, gt=0)
+
+
+class Config(_Frozen):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    state_dir: Path = Path("./state")
+    models: dict[str, ModelConfig]
+    join: JoinConfig = Field(default_factory=JoinConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        if not v:
+            raise ValueError("configure at least one model")
+        return v
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}")
+    return "\n".join(lines)
+
+
+def build_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Validate a config mapping; relative reference paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError("(root): the configuration must be a mapping")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+    if base_dir is not None:
+        models = {
+            name: m.model_copy(update={"reference": m.reference if m.reference.is_absolute() else base_dir / m.reference})
+            for name, m in cfg.models.items()
+        }
+        cfg = cfg.model_copy(update={"models": models})
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    return build_config(data, p.parent)

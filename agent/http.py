@@ -1,0 +1,177 @@
+"""The agent's one HTTP port: metrics, health, readiness, the Alertmanager webhook, incidents.
+
+A small threaded server from the standard library: every handler only reads immutable
+snapshots or hands work to a queue, so it never blocks ingestion. Endpoints other than
+``/metrics``, ``/healthz`` and ``/readyz`` require ``Authorization: Bearer <token>`` when a
+token is configured (compared in constant time); request bodies are size-limited.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+__all__ = ["AgentHTTPServer", "AlertPayloadError", "parse_alertmanager"]
+
+log = logging.getLogger(__name__)
+PUBLIC = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+class AlertPayloadError(ValueError):
+    """The webhook body is not an Alertmanager v4 payload; the message says why."""
+
+
+def parse_alertmanager(body: bytes) -> list[dict[str, Any]]:
+    """Validate an Alertmanager webhook body (version 4) and return its alerts.
+
+    Each alert keeps ``status``, ``labels``, ``annotations``, ``startsAt`` and ``fingerprint``.
+    """
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AlertPayloadError(f"body is not valid JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise AlertPayloadError("body must be a JSON object")
+    if str(payload.get("version")) != "4":
+        raise AlertPayloadError(f"unsupported webhook version {payload.get('version')!r} (expected '4')")
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list):
+        raise AlertPayloadError("field 'alerts' must be a list")
+    out = []
+    for i, a in enumerate(alerts):
+        if not isinstance(a, dict):
+            raise AlertPayloadError(f"alerts[{i}] must be an object")
+        labels = a.get("labels")
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise AlertPayloadError(f"alerts[{i}].labels must be an object of strings")
+        status = a.get("status")
+        if status not in ("firing", "resolved"):
+            raise AlertPayloadError(f"alerts[{i}].status must be 'firing' or 'resolved', got {status!r}")
+        ann = a.get("annotations", {})
+        if not isinstance(ann, dict):
+            raise AlertPayloadError(f"alerts[{i}].annotations must be an object")
+        out.append({"status": status, "labels": labels, "annotations": ann,
+                    "startsAt": str(a.get("startsAt", "")), "fingerprint": str(a.get("fingerprint", ""))})
+    return out
+
+
+Route = Callable[[dict[str, Any]], tuple[int, Any]]
+
+
+class AgentHTTPServer:
+    """Serves the agent's endpoints on one port from a daemon thread."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]],
+                 token: str | None, max_body_bytes: int, get_routes: dict[str, Callable[[str], tuple[int, Any]]],
+                 on_alerts: Callable[[list[dict[str, Any]]], Any]) -> None:
+        self.registry = registry
+        self.ready = ready
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.get_routes = get_routes
+        self.on_alerts = on_alerts
+        handler = self._handler()
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="driftwarden-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _authorised(self, header: str | None) -> bool:
+        if not self.token:
+            return True
+        if not header or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[7:].encode(), self.token.encode())
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "driftwarden"
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt: str, *args: Any) -> None:  # access logs at debug, never headers
+                log.debug("%s %s", self.address_string(), fmt % args)
+
+            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _json(self, status: int, obj: Any) -> None:
+                self._send(status, json.dumps(obj, default=str).encode())
+
+            def _path(self) -> str:
+                return self.path.split("?", 1)[0].rstrip("/") or "/"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                path = self._path()
+                if path == "/metrics":
+                    encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                    self._send(200, encoder(outer.registry), ctype)
+                    return
+                if path == "/healthz":
+                    self._json(200, {"status": "ok"})
+                    return
+                if path == "/readyz":
+                    ok, why = outer.ready()
+                    self._json(200 if ok else 503, {"ready": ok, "reason": why})
+                    return
+                if not outer._authorised(self.headers.get("Authorization")):
+                    self._json(401, {"error": "missing or invalid bearer token"})
+                    return
+                for prefix, route in outer.get_routes.items():
+                    if path == prefix or path.startswith(prefix + "/"):
+                        status, obj = route(path[len(prefix):].lstrip("/"))
+                        self._json(status, obj)
+                        return
+                self._json(404, {"error": f"no such endpoint: {path}"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                path = self._path()
+                if path != "/alerts":
+                    self._json(404 if path not in PUBLIC else 405, {"error": f"POST not allowed on {path}"})
+                    return
+                if not outer._authorised(self.headers.get("Authorization")):
+                    self._json(401, {"error": "missing or invalid bearer token"})
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    self._json(411, {"error": "Content-Length required"})
+                    return
+                if length < 0 or length > outer.max_body_bytes:
+                    self.close_connection = True
+                    self._json(413, {"error": f"body of {length} bytes exceeds the {outer.max_body_bytes}-byte limit"})
+                    return
+                body = self.rfile.read(length)
+                try:
+                    alerts = parse_alertmanager(body)
+                except AlertPayloadError as e:
+                    self._json(400, {"error": str(e)})
+                    return
+                self._json(HTTPStatus.ACCEPTED, outer.on_alerts(alerts))
+
+        return Handler

@@ -1,0 +1,358 @@
+"""One model's monitor: route decoded batches into windows, join labels, close and judge windows.
+
+Everything here is numpy over a batch; the only per-record Python is dictionary work for the
+prediction-id join (a hash lookup per id, done with comprehensions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from agent.counters import Counters
+from agent.decode import FeatureColumns, Labels, Predictions, extract_features
+from agent.reference import ModelReference
+from agent.windows import RowStore, Window
+from detectors.drift import DatasetDriftReport
+from detectors.performance import classification_metrics, regression_metrics, segment_performance
+from detectors.result import DriftResult
+
+__all__ = ["ModelMonitor", "WindowResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """Verdicts of one closed window; ``final`` once it has left label retention."""
+
+    model: str
+    window_id: int
+    start_s: float
+    end_s: float
+    n: int
+    drift: DatasetDriftReport
+    prediction_drift: DriftResult | None
+    performance: dict[str, dict[str, float]]  # segment -> metric -> value ("all" = whole window)
+    support: dict[str, int]
+    label_coverage: float
+    final: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        pd_ = self.prediction_drift
+        return {
+            "model": self.model, "window": self.window_id, "start": self.start_s, "end": self.end_s, "n": self.n,
+            "final": self.final, "drift": self.drift.to_dict(),
+            "scores": [[r.feature, r.method, r.statistic, r.p_value] for r in self.drift.scores],
+            "prediction_drift": None if pd_ is None else {"method": pd_.method, "statistic": pd_.statistic,
+                                                          "p_value": pd_.p_value, "effect_size": pd_.effect_size},
+            "performance": self.performance, "support": self.support, "label_coverage": self.label_coverage,
+        }
+
+
+@dataclass(slots=True)
+class ModelMonitor:
+    ref: ModelReference
+    counters: Counters
+    ttl_s: float = 7 * 86400.0
+    max_pending_labels: int = 1_000_000
+    min_support: int = 50
+    on_result: Callable[[WindowResult], None] | None = None
+    next_id: int = 0
+    open: dict[int, Window] = field(default_factory=dict)  # bucket (duration) or 0 (count) -> window
+    retained: deque[Window] = field(default_factory=deque)
+    index: dict[str, tuple[int, int]] = field(default_factory=dict)  # prediction_id -> (window id, row)
+    pending: OrderedDict[str, tuple[Any, float]] = field(default_factory=OrderedDict)  # label first
+    closed_bucket: float = -math.inf  # duration windows: buckets <= this are closed
+    clock_s: float = -math.inf  # max prediction event time: drives windows and label expiry
+    latest: WindowResult | None = None
+    latest_perf: WindowResult | None = None
+    latest_estimate: dict[str, float] = field(default_factory=dict)  # CBPE on the last closed window
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def cfg(self):  # noqa: ANN201 - WindowConfig
+        return self.ref.config.window
+
+    # -- windows -------------------------------------------------------------------------
+    def _new_window(self, start: float, end: float) -> Window:
+        rd = self.ref.drift
+        w = Window(
+            self.next_id, start, end,
+            {n: fd.empty() for n, fd in rd.features.items()},
+            self.ref.prediction_drift.empty(),
+            RowStore(tuple(self.ref.config.segments)),
+        )
+        self.next_id += 1
+        return w
+
+    def _windows_by_id(self) -> dict[int, Window]:
+        out = {w.id: w for w in self.retained}
+        out.update({w.id: w for w in self.open.values()})
+        return out
+
+    # -- predictions ---------------------------------------------------------------------
+    def add_predictions(self, p: Predictions) -> list[WindowResult]:
+        model = self.name
+        n = len(p)
+        if n == 0:
+            return []
+        index = self.index
+        dup = np.fromiter((pid in index for pid in p.ids), bool, n)
+        dup |= pd.Index(p.ids).duplicated(keep="first")
+        if dup.any():
+            self.counters.events[(model, "predictions", "duplicate")] += int(dup.sum())
+            keep = ~dup
+            p = Predictions(model, p.positions[keep], p.ids[keep], p.event_s[keep], p.prediction[keep], p.score[keep],
+                            [f for f, k in zip(p.features, keep) if k])
+            n = len(p)
+            if n == 0:
+                return []
+        cols = extract_features(p.features, self.ref.numeric, self.ref.categorical)
+        self._count_violations(cols)
+        self.clock_s = max(self.clock_s, float(np.nanmax(p.event_s)))
+        results: list[WindowResult] = []
+        if self.cfg.duration is None:
+            start = 0
+            while start < n:
+                w = self.open.get(0) or self.open.setdefault(0, self._new_window(math.nan, math.nan))
+                take = min(n - start, self.cfg.size - w.n)
+                self._add_rows(w, p, cols, slice(start, start + take), bucketed=False)
+                start += take
+                if w.n >= self.cfg.size:
+                    del self.open[0]
+                    results.extend(self._close(w))
+        else:
+            dur = self.cfg.duration
+            buckets = np.floor(p.event_s / dur)
+            late = buckets <= self.closed_bucket
+            if late.any():
+                self.counters.events[(model, "predictions", "late")] += int(late.sum())
+            for b in np.unique(buckets[~late]):
+                sel = np.flatnonzero(buckets == b)
+                w = self.open.get(int(b))
+                if w is None:
+                    w = self.open.setdefault(int(b), self._new_window(b * dur, (b + 1) * dur))
+                self._add_rows(w, p, cols, sel, bucketed=True)
+            watermark = self.clock_s - self.cfg.allowed_lateness
+            for b in sorted(self.open):
+                if (b + 1) * dur <= watermark:
+                    self.closed_bucket = max(self.closed_bucket, b)
+                    results.extend(self._close(self.open.pop(b)))
+        results.extend(self._expire_pending())
+        return results
+
+    def _count_violations(self, cols: FeatureColumns) -> None:
+        codes = {}
+        v = self.ref.schema.check_batch(cols.values, cols.missing, cols.type_errors, cols.unexpected, codes)
+        m = self.name
+        for (feat, kind), c in v.schema.items():
+            self.counters.schema[(m, feat, kind)] += c
+        for (feat, kind), c in v.skew.items():
+            self.counters.skew[(m, feat, kind)] += c
+
+    def _add_rows(self, w: Window, p: Predictions, cols: FeatureColumns, sel: slice | np.ndarray, bucketed: bool) -> None:
+        ids = p.ids[sel]
+        k = ids.size
+        if k == 0:
+            return
+        for name, fd in self.ref.drift.features.items():
+            w.features[name] += fd.summarise(cols.values[name][sel])
+        pred_values = p.score[sel] if self.ref.config.score else p.prediction[sel]
+        w.prediction += self.ref.prediction_drift.summarise(pred_values)
+        w.observe_times(p.event_s[sel], bucketed)
+        w.n += k
+        self.counters.events[(self.name, "predictions", "ok")] += k
+        room = max(0, self.cfg.max_rows - w.rows.n)
+        if room < k:  # beyond max_rows a window still counts for drift, but not for joins
+            self.counters.unlabelled[self.name] += k - room
+            ids, sel = ids[:room], (np.arange(len(p))[sel])[:room]
+            k = room
+            if k == 0:
+                return
+        segs = {c: self._segment_values(p, cols, c)[sel] for c in self.ref.config.segments}
+        y_pred = self._encode(p.prediction[sel])
+        row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs)
+        wid = w.id
+        self.index.update(zip(ids.tolist(), ((wid, r) for r in range(row0, row0 + k))))
+        if self.pending:
+            hits = [(i, pid) for i, pid in enumerate(ids.tolist()) if pid in self.pending]
+            if hits:
+                rows = np.array([row0 + i for i, _ in hits], dtype=np.int64)
+                labels = [self.pending.pop(pid) for _, pid in hits]
+                y = self._encode(np.array([lab for lab, _ in labels], dtype=object))
+                lab_ts = np.array([ts for _, ts in labels], dtype=float)
+                self.counters.events[(self.name, "labels", "ok")] += self._apply_labels(w, rows, y, lab_ts)
+
+    def _segment_values(self, p: Predictions, cols: FeatureColumns, column: str) -> np.ndarray:
+        if column in cols.values:
+            return cols.values[column]
+        raw = np.empty(len(p), dtype=object)
+        raw[:] = [f.get(column) for f in p.features]
+        return raw
+
+    def _encode(self, values: np.ndarray) -> np.ndarray:
+        """Class values to float codes comparable with the reference target (numeric as is)."""
+        try:
+            return np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            classes = self.ref.classes
+            if classes is None:
+                return np.full(len(values), np.nan)
+            lookup = {str(c): float(c) if isinstance(c, (int, float, np.number)) else float(i) for i, c in enumerate(classes)}
+            return np.array([lookup.get(str(v), np.nan) for v in values], dtype=float)
+
+    # -- labels --------------------------------------------------------------------------
+    def add_labels(self, lab: Labels) -> list[WindowResult]:
+        model = self.name
+        n = len(lab)
+        if n == 0:
+            return []
+        y = self._encode(lab.label)
+        locs = [self.index.get(pid) for pid in lab.ids.tolist()]
+        windows = self._windows_by_id()
+        found = np.fromiter((loc is not None for loc in locs), bool, n)
+        ok = dup = 0
+        if found.any():
+            fi = np.flatnonzero(found)
+            wids = np.fromiter((locs[i][0] for i in fi), np.int64, fi.size)
+            rows = np.fromiter((locs[i][1] for i in fi), np.int64, fi.size)
+            for wid in np.unique(wids):
+                sel = wids == wid
+                w = windows[int(wid)]
+                r, yy, ts = rows[sel], y[fi[sel]], lab.event_s[fi[sel]]
+                first = ~w.rows.labelled[r]
+                _, uniq = np.unique(r, return_index=True)
+                once = np.zeros(r.size, dtype=bool)
+                once[uniq] = True
+                good = first & once
+                dup += int((~good).sum())
+                ok += self._apply_labels(w, r[good], yy[good], ts[good])
+        for i in np.flatnonzero(~found):
+            pid = lab.ids[i]
+            if pid in self.pending:
+                dup += 1
+            else:
+                self.pending[pid] = (lab.label[i], float(lab.event_s[i]))
+        self.counters.events[(model, "labels", "ok")] += ok
+        if dup:
+            self.counters.events[(model, "labels", "duplicate")] += dup
+        return self._expire_pending()
+
+    def _apply_labels(self, w: Window, rows: np.ndarray, y: np.ndarray, label_ts: np.ndarray) -> int:
+        if rows.size == 0:
+            return 0
+        w.rows.y_true[rows] = y
+        w.rows.labelled[rows] = True
+        w.perf_dirty = True
+        delay = np.maximum(label_ts - w.rows.event_s[rows], 0.0)
+        self.counters.observe_label_delay(self.name, delay[~np.isnan(delay)])
+        return int(rows.size)
+
+    def _expire_pending(self) -> list[WindowResult]:
+        expired = 0
+        # A label expires once the *prediction* stream has moved ttl past it without its
+        # prediction; the label stream's own clock may run far ahead (it is often consumed faster).
+        horizon = self.clock_s - self.ttl_s
+        pending = self.pending
+        while pending:
+            pid, (_, ts) = next(iter(pending.items()))
+            if ts >= horizon and len(pending) <= self.max_pending_labels:
+                break
+            pending.popitem(last=False)
+            expired += 1
+        if expired:
+            self.counters.events[(self.name, "labels", "expired")] += expired
+        return []
+
+    # -- closing and judging -------------------------------------------------------------
+    def _close(self, w: Window) -> list[WindowResult]:
+        w.closed = True
+        self.counters.windows[self.name] += 1
+        out = [self._judge(w, final=False)]
+        self.latest = out[0]
+        self.retained.append(w)
+        while len(self.retained) > self.cfg.label_retention:
+            out.append(self._finalise(self.retained.popleft()))
+        return out
+
+    def _finalise(self, w: Window) -> WindowResult:
+        res = self._judge(w, final=True)
+        ids = w.rows.ids[: w.rows.n].tolist()
+        index = self.index
+        for pid in ids:
+            index.pop(pid, None)
+        self.counters.unlabelled[self.name] += int((~w.rows.labelled[: w.rows.n]).sum())
+        return res
+
+    def flush_performance(self) -> list[WindowResult]:
+        """Re-judge closed windows whose labels changed since they were last judged."""
+        out = []
+        for w in self.retained:
+            if w.perf_dirty:
+                out.append(self._judge(w, final=False))
+        return out
+
+    def _judge(self, w: Window, final: bool) -> WindowResult:
+        if w.verdict is None:  # drift is fixed at close; only performance changes later
+            pred = None
+            if w.prediction.bins.total:
+                pred, _ = self.ref.prediction_drift.compare(w.prediction)
+            w.verdict = (self.ref.drift.compare(w.features), pred)
+            self._estimate(w)
+            for fs in w.features.values():
+                fs.sample = None  # raw values were only needed for exact KS/Wasserstein
+        report, pred = w.verdict
+        perf, support = self._performance(w)
+        w.perf_dirty = False
+        res = WindowResult(self.name, w.id, w.start_s, w.end_s, w.n, report, pred, perf, support, w.rows.coverage, final)
+        if perf and (self.latest_perf is None or w.id >= self.latest_perf.window_id):
+            self.latest_perf = res
+        if self.on_result is not None:
+            self.on_result(res)
+        return res
+
+    def _estimate(self, w: Window) -> None:
+        """Label-free performance of a window from its scores (CBPE), long before labels."""
+        cbpe = self.ref.cbpe
+        if cbpe is None:
+            return
+        score = w.rows.score[: w.rows.n]
+        score = score[np.isfinite(score)]
+        if score.size:
+            self.latest_estimate = cbpe.estimate(score)
+
+    def _performance(self, w: Window) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+        v = w.rows.view()
+        lab = v["labelled"] & ~np.isnan(v["y_true"])
+        task = self.ref.config.task
+        codes = None
+        if task != "regression" and self.ref.classes is not None:
+            # y_true/y_pred hold _encode()d codes: score them against the classes' codes, and leave
+            # out rows whose label or prediction is a class the reference never had
+            codes = self._encode(np.asarray(self.ref.classes, dtype=object))
+            lab &= np.isin(v["y_true"], codes) & np.isin(v["y_pred"], codes)
+        if not lab.any():
+            return {}, {}
+        y, yp = v["y_true"][lab], v["y_pred"][lab]
+        if task == "regression":
+            return {"all": regression_metrics(y, yp)}, {"all": int(lab.sum())}
+        score = v["score"][lab] if self.ref.config.score else None
+        if score is not None and np.isnan(score).any():
+            score = None
+        labels = codes.tolist() if codes is not None else None
+        if task == "multiclass_classification":
+            score = None
+        if not self.ref.config.segments:
+            return {"all": classification_metrics(y, yp, score=score, labels=labels)}, {"all": int(lab.sum())}
+        frame = {c: s[lab] for c, s in v["segments"].items()}
+        segs = segment_performance(frame, y, yp, score, spec=self.ref.segments, labels=labels,
+                                   min_support=self.min_support, pairs=False)
+        perf = {s.segment: {m: r.value for m, r in s.metrics.items()} for s in segs if s.support_ok or s.segment == "all"}
+        return perf, {s.segment: s.n for s in segs}

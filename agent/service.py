@@ -1,0 +1,248 @@
+"""The agent service: one object owns every long-lived resource (start, run, stop).
+
+The ingest loop polls the broker, runs the vectorised pipeline, dead-letters bad records,
+commits offsets only once the batch's effects are recorded (dead letters flushed), and
+publishes an immutable snapshot that the HTTP thread serves. Signal handlers only set a flag;
+``stop()`` runs a fixed, logged order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from agent.broker import Broker, KafkaBroker, next_offsets
+from agent.config import Config
+from agent.counters import Counters
+from agent.http import AgentHTTPServer
+from agent.metrics import Snapshot, make_registry
+from agent.monitor import ModelMonitor, WindowResult
+from agent.pipeline import Pipeline
+from agent.reference import ModelReference
+
+__all__ = ["Agent"]
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """driftwarden's monitoring agent for the models of one configuration."""
+
+    def __init__(self, config: Config, broker: Broker | None = None, evaluate_interval_s: float = 1.0) -> None:
+        self.config = config
+        self._broker = broker
+        self._embedded: Any = None
+        self._stopping = threading.Event()
+        self._started = False
+        self.evaluate_interval_s = evaluate_interval_s
+        self.counters = Counters()
+        self._snapshot = Snapshot()
+        self.registry, self._stage_hist = make_registry(lambda: self._snapshot)
+        self.http: AgentHTTPServer | None = None
+        self.monitors: dict[str, ModelMonitor] = {}
+        self.pipeline: Pipeline | None = None
+        self.incidents: list[dict[str, Any]] = []
+        self._incident_lock = threading.Lock()
+        self._results_dir = Path(config.state_dir) / "windows"
+        self.batches = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def broker(self) -> Broker:
+        assert self._broker is not None, "agent not started"
+        return self._broker
+
+    def start(self) -> None:
+        """Load references, connect the broker, serve HTTP. Raises with a clear message on
+        anything that makes the agent useless (bad reference, unreachable port)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        refs = {name: ModelReference.load(name, m) for name, m in cfg.models.items()}
+        self.monitors = {
+            name: ModelMonitor(ref, self.counters, ttl_s=cfg.join.ttl, max_pending_labels=cfg.join.max_pending_labels,
+                               on_result=self._record)
+            for name, ref in refs.items()
+        }
+        log.info("loaded %d reference(s) in %.1fs", len(refs), time.perf_counter() - t0)
+        self.pipeline = Pipeline(self.monitors, self.counters, cfg.kafka.predictions_topic, cfg.kafka.labels_topic,
+                                 cfg.kafka.max_record_bytes, on_stage=lambda s, dt: self._stage_hist.labels(s).observe(dt))
+        self._results_dir.mkdir(parents=True, exist_ok=True)
+        token = os.environ.get(cfg.http.token_env) or None
+        if token is None:
+            log.warning("no bearer token in $%s: data-bearing endpoints are open", cfg.http.token_env)
+        self.http = AgentHTTPServer(
+            cfg.http.host, cfg.http.port, self.registry, self._ready, token, cfg.http.max_body_bytes,
+            {"/incidents": self._get_incidents, "/windows": self._get_windows}, self._on_alerts,
+        )
+        self.http.start()
+        log.info("serving /metrics on http://%s:%d/metrics", cfg.http.host, self.http.port)
+        if self._broker is None:
+            bootstrap = cfg.kafka.bootstrap_servers
+            if cfg.kafka.embedded:
+                from agent.embedded import EmbeddedBroker
+
+                self._embedded = EmbeddedBroker().start()
+                bootstrap = self._embedded.bootstrap
+                log.info("embedded broker at %s", bootstrap)
+            self._ensure_topics(bootstrap)
+            self._broker = KafkaBroker(bootstrap, [cfg.kafka.predictions_topic, cfg.kafka.labels_topic], cfg.kafka.group_id,
+                                       client_options=cfg.kafka.client_options)
+        self._broker.start()
+        self._started = True
+
+    def _ensure_topics(self, bootstrap: str) -> None:
+        """Create the input and dead-letter topics if missing (production clusters may disable
+        auto-creation; an existing topic is left as it is)."""
+        k = self.config.kafka
+        names = [k.predictions_topic, k.labels_topic, k.predictions_topic + ".dlq", k.labels_topic + ".dlq"]
+        try:
+            from kafka.admin import KafkaAdminClient, NewTopic
+            from kafka.errors import TopicAlreadyExistsError
+
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwarden-admin", **k.client_options)
+            try:
+                existing = set(admin.list_topics())
+                new = [NewTopic(n, 1, 1) for n in names if n not in existing]
+                if new:
+                    try:
+                        admin.create_topics(new)
+                    except TopicAlreadyExistsError:
+                        pass
+            finally:
+                admin.close()
+        except Exception as e:  # noqa: BLE001 - topic creation is a convenience, not a requirement
+            log.warning("could not ensure topics exist (%s); relying on broker auto-creation", e)
+
+    @property
+    def bootstrap(self) -> str | None:
+        return self._embedded.bootstrap if self._embedded is not None else None
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.request_stop())
+
+    def run(self, max_batches: int | None = None, until: Callable[[], bool] | None = None, poll_timeout_s: float = 0.5) -> None:
+        """Start, loop until stopped (or ``max_batches`` polls, or ``until()``), then stop."""
+        if not self._started:
+            self.start()
+        try:
+            self.loop(max_batches, until, poll_timeout_s)
+        finally:
+            self.stop()
+
+    def loop(self, max_batches: int | None = None, until: Callable[[], bool] | None = None, poll_timeout_s: float = 0.5) -> None:
+        assert self.pipeline is not None
+        done = 0
+        last_eval = time.monotonic()
+        while not self._stopping.is_set() and done != max_batches and not (until and until()):
+            batches = self.broker.poll(max_records=self.config.kafka.max_poll_records, timeout_s=poll_timeout_s)
+            results, dead = self.pipeline.process(batches)
+            for d in dead:
+                self.broker.dead_letter(d.topic, d.key, d.value, d.reason, d.partition, d.offset)
+            now = time.monotonic()
+            if now - last_eval >= self.evaluate_interval_s:
+                self.pipeline.evaluate()
+                last_eval = now
+            if batches:
+                # Effects recorded first (dead letters durably sent), then the offsets move.
+                if not dead or self.broker.flush():
+                    self.broker.commit(next_offsets(batches))
+            self._publish()
+            done += 1
+            self.batches += 1
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        log.info("stopping: final evaluation")
+        if self.pipeline is not None:
+            self.pipeline.evaluate()
+            self._publish()
+        log.info("stopping: flushing dead letters and closing the consumer")
+        try:
+            self.broker.flush()
+            self.broker.close()
+        except Exception as e:  # noqa: BLE001 - keep shutting down
+            log.warning("broker close failed: %s", e)
+        if self.http is not None:
+            log.info("stopping: HTTP server")
+            self.http.stop()
+        if self._embedded is not None:
+            log.info("stopping: embedded broker")
+            self._embedded.stop()
+        log.info("stopped")
+
+    # -- state published to HTTP ---------------------------------------------------------
+    def _publish(self) -> None:
+        latest = {m: mon.latest for m, mon in self.monitors.items() if mon.latest is not None}
+        perf = {m: mon.latest_perf for m, mon in self.monitors.items() if mon.latest_perf is not None}
+        try:
+            lag = self.broker.lag()
+        except Exception:  # noqa: BLE001 - lag is informative only
+            lag = self._snapshot.lag
+        self._snapshot = Snapshot(
+            counters=self.counters.copy(), latest=latest, latest_performance=perf,
+            pending_labels={m: len(mon.pending) for m, mon in self.monitors.items()},
+            estimated={m: mon.latest_estimate for m, mon in self.monitors.items() if mon.latest_estimate},
+            lag=lag,
+        )
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def _ready(self) -> tuple[bool, str]:
+        if not self.monitors:
+            return False, "references not loaded"
+        if self._broker is None or not self._broker.connected():
+            return False, "broker not connected"
+        return True, "ok"
+
+    def _record(self, res: WindowResult) -> None:
+        with open(self._results_dir / f"{res.model}.jsonl", "ab") as f:
+            f.write(orjson.dumps(res.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+    def _get_windows(self, rest: str) -> tuple[int, Any]:
+        model = rest or None
+        if model is not None and model not in self.monitors:
+            return 404, {"error": f"unknown model {model!r}"}
+        out = {}
+        for m in [model] if model else list(self.monitors):
+            res = self._snapshot.latest.get(m)
+            out[m] = None if res is None else res.to_dict()
+        return 200, out
+
+    def _on_alerts(self, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+        opened = []
+        with self._incident_lock:
+            for a in alerts:
+                if a["status"] != "firing":
+                    continue
+                model = a["labels"].get("model", "unknown")
+                inc = {"id": f"inc-{len(self.incidents) + 1}", "model": model, "kind": "alertmanager",
+                       "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"]}
+                self.incidents.append(inc)
+                self.counters.incidents[(model, "alertmanager")] += 1
+                opened.append(inc["id"])
+            del self.incidents[:-1000]  # bounded
+        return {"accepted": len(alerts), "incidents": opened}
+
+    def _get_incidents(self, rest: str) -> tuple[int, Any]:
+        with self._incident_lock:
+            if not rest:
+                return 200, list(self.incidents)
+            for inc in self.incidents:
+                if inc["id"] == rest:
+                    return 200, inc
+        return 404, {"error": f"no incident {rest!r}"}
