@@ -84,10 +84,11 @@ class WindowConfig(_Frozen):
     size: int | None = Field(None, ge=10)
     duration: float | None = None
     allowed_lateness: float = 0.0
-    label_retention: int = Field(4, ge=1, le=1000, description="closed windows kept open for late labels")
+    label_lateness: float = 7 * 86400.0
+    label_retention: int = Field(24, ge=1, le=10_000, description="at most this many closed windows wait for labels")
     max_rows: int = Field(1_000_000, ge=10, description="rows of one window kept for label joins")
 
-    @field_validator("duration", "allowed_lateness", mode="before")
+    @field_validator("duration", "allowed_lateness", "label_lateness", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
         if v is None or (v == 0 and not isinstance(v, str)):

@@ -67,10 +67,24 @@ class ModelMonitor:
     index: dict[str, tuple[int, int]] = field(default_factory=dict)  # prediction_id -> (window id, row)
     pending: OrderedDict[str, tuple[Any, float]] = field(default_factory=OrderedDict)  # label first
     closed_bucket: float = -math.inf  # duration windows: buckets <= this are closed
-    clock_s: float = -math.inf  # max prediction event time: drives windows and label expiry
+    clock_s: float = -math.inf  # low watermark: min over prediction partitions of their max event time
+    clocks: dict[str, float] = field(default_factory=dict)  # "topic:partition" -> max event time seen
+    label_clock_s: float = -math.inf  # the same low watermark over label partitions
+    label_clocks: dict[str, float] = field(default_factory=dict)
     latest: WindowResult | None = None
     latest_perf: WindowResult | None = None
     latest_estimate: dict[str, float] = field(default_factory=dict)  # CBPE on the last closed window
+
+    def __post_init__(self) -> None:
+        # Series exist from the start at 0 (so rate() works from the first event and a restarted
+        # agent exports exactly the series an uninterrupted one does).
+        m, c = self.ref.name, self.counters
+        for stream, outcomes in (("predictions", ("ok", "invalid", "duplicate", "late")),
+                                 ("labels", ("ok", "invalid", "duplicate", "expired"))):
+            for outcome in outcomes:
+                c.events[(m, stream, outcome)] += 0
+        c.windows[m] += 0
+        c.unlabelled[m] += 0
 
     @property
     def name(self) -> str:
@@ -98,7 +112,7 @@ class ModelMonitor:
         return out
 
     # -- predictions ---------------------------------------------------------------------
-    def add_predictions(self, p: Predictions) -> list[WindowResult]:
+    def add_predictions(self, p: Predictions, source: str = "") -> list[WindowResult]:
         model = self.name
         n = len(p)
         if n == 0:
@@ -116,7 +130,10 @@ class ModelMonitor:
                 return []
         cols = extract_features(p.features, self.ref.numeric, self.ref.categorical)
         self._count_violations(cols)
-        self.clock_s = max(self.clock_s, float(np.nanmax(p.event_s)))
+        # Event time advances per partition; the model's clock is the slowest partition's, so a
+        # partition consumed ahead of the others cannot close windows or expire labels early.
+        self.clocks[source] = max(self.clocks.get(source, -math.inf), float(np.nanmax(p.event_s)))
+        self.clock_s = min(self.clocks.values())
         results: list[WindowResult] = []
         if self.cfg.duration is None:
             start = 0
@@ -209,11 +226,13 @@ class ModelMonitor:
             return np.array([lookup.get(str(v), np.nan) for v in values], dtype=float)
 
     # -- labels --------------------------------------------------------------------------
-    def add_labels(self, lab: Labels) -> list[WindowResult]:
+    def add_labels(self, lab: Labels, source: str = "") -> list[WindowResult]:
         model = self.name
         n = len(lab)
         if n == 0:
             return []
+        self.label_clocks[source] = max(self.label_clocks.get(source, -math.inf), float(np.nanmax(lab.event_s)))
+        self.label_clock_s = min(self.label_clocks.values())
         y = self._encode(lab.label)
         locs = [self.index.get(pid) for pid in lab.ids.tolist()]
         windows = self._windows_by_id()
@@ -243,7 +262,14 @@ class ModelMonitor:
         self.counters.events[(model, "labels", "ok")] += ok
         if dup:
             self.counters.events[(model, "labels", "duplicate")] += dup
-        return self._expire_pending()
+        out = self._expire_pending()
+        # A closed window waits for its labels until the label stream's event time has passed
+        # its end by label_lateness: event time, not consumption order, so a backlog read faster
+        # on one topic than the other does not lose labels.
+        lateness = self.cfg.label_lateness
+        while self.retained and self.retained[0].end_s + lateness <= self.label_clock_s:
+            out.append(self._finalise(self.retained.popleft()))
+        return out
 
     def _apply_labels(self, w: Window, rows: np.ndarray, y: np.ndarray, label_ts: np.ndarray) -> int:
         if rows.size == 0:
@@ -278,7 +304,7 @@ class ModelMonitor:
         out = [self._judge(w, final=False)]
         self.latest = out[0]
         self.retained.append(w)
-        while len(self.retained) > self.cfg.label_retention:
+        while len(self.retained) > self.cfg.label_retention:  # the memory bound wins over lateness
             out.append(self._finalise(self.retained.popleft()))
         return out
 

@@ -71,9 +71,9 @@ class Pipeline:
             for model, rows in groups.items():
                 mon = self.monitors[model]
                 if stream == "predictions":
-                    results.extend(mon.add_predictions(rows))  # type: ignore[arg-type]
+                    results.extend(mon.add_predictions(rows, f"{b.topic}:{b.partition}"))  # type: ignore[arg-type]
                 else:
-                    results.extend(mon.add_labels(rows))  # type: ignore[arg-type]
+                    results.extend(mon.add_labels(rows, f"{b.topic}:{b.partition}"))  # type: ignore[arg-type]
             self._timed(f"window_{stream}", t0)
         return results, dead
 

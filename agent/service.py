@@ -18,9 +18,11 @@ from typing import Any, Callable
 
 import orjson
 
-from agent.broker import Broker, KafkaBroker, next_offsets
+from agent.broker import Broker, KafkaBroker, TopicPartitionKey, next_offsets
+from agent.checkpoint import CheckpointStore
 from agent.config import Config
 from agent.counters import Counters
+from agent.faults import FaultPoints
 from agent.http import AgentHTTPServer
 from agent.metrics import Snapshot, make_registry
 from agent.monitor import ModelMonitor, WindowResult
@@ -52,6 +54,11 @@ class Agent:
         self._incident_lock = threading.Lock()
         self._results_dir = Path(config.state_dir) / "windows"
         self.batches = 0
+        self.fault = FaultPoints.from_env()
+        self.checkpoints = CheckpointStore(Path(config.state_dir), fault=self.fault)
+        self.offsets: dict[TopicPartitionKey, int] = {}  # next offset whose effect is NOT in state
+        self._last_save = time.monotonic()
+        self._unsaved = False
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -65,11 +72,18 @@ class Agent:
         cfg = self.config
         t0 = time.perf_counter()
         refs = {name: ModelReference.load(name, m) for name, m in cfg.models.items()}
+        cp = self.checkpoints.load()
+        if cp is not None:
+            self.counters = cp.counters
+            self.offsets = dict(cp.offsets)
         self.monitors = {
             name: ModelMonitor(ref, self.counters, ttl_s=cfg.join.ttl, max_pending_labels=cfg.join.max_pending_labels,
                                on_result=self._record)
             for name, ref in refs.items()
         }
+        if cp is not None:
+            self.checkpoints.restore(cp, self.monitors)
+            log.info("restored checkpoint %s (offsets %s)", self.checkpoints.path, cp.offsets)
         log.info("loaded %d reference(s) in %.1fs", len(refs), time.perf_counter() - t0)
         self.pipeline = Pipeline(self.monitors, self.counters, cfg.kafka.predictions_topic, cfg.kafka.labels_topic,
                                  cfg.kafka.max_record_bytes, on_stage=lambda s, dt: self._stage_hist.labels(s).observe(dt))
@@ -93,7 +107,8 @@ class Agent:
                 log.info("embedded broker at %s", bootstrap)
             self._ensure_topics(bootstrap)
             self._broker = KafkaBroker(bootstrap, [cfg.kafka.predictions_topic, cfg.kafka.labels_topic], cfg.kafka.group_id,
-                                       client_options=cfg.kafka.client_options)
+                                       client_options=cfg.kafka.client_options, on_assign=self._on_assign,
+                                       on_revoke=self._on_revoke)
         self._broker.start()
         self._started = True
 
@@ -154,12 +169,42 @@ class Agent:
                 self.pipeline.evaluate()
                 last_eval = now
             if batches:
-                # Effects recorded first (dead letters durably sent), then the offsets move.
-                if not dead or self.broker.flush():
-                    self.broker.commit(next_offsets(batches))
+                self.offsets.update(next_offsets(batches))
+                self._unsaved = True
+                if any(not r.final for r in results):
+                    self.fault("window-closed")
+                self.fault("batch-processed")
+                interval = self.config.checkpoint.interval_s
+                if any(not r.final for r in results) or now - self._last_save >= interval:
+                    self.checkpoint()
             self._publish()
             done += 1
             self.batches += 1
+
+    def checkpoint(self) -> bool:
+        """Save state + offsets atomically, then commit those offsets to Kafka (a hint only).
+
+        Dead letters are flushed first: a record's effect includes its dead letter."""
+        if not self.broker.flush():
+            log.warning("dead letters not yet delivered: checkpoint postponed")
+            return False
+        self.checkpoints.save(self.offsets, self.counters, self.monitors)
+        self._last_save = time.monotonic()
+        self._unsaved = False
+        self.broker.commit(dict(self.offsets))
+        return True
+
+    def _on_assign(self, partitions: set[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        # The in-memory position, not the last file: after a broker restart the group is
+        # rebuilt and kafka's committed offsets may lag what this process already counted.
+        return {p: o for p, o in self.offsets.items() if p in partitions}
+
+    def _on_revoke(self, partitions: set[TopicPartitionKey]) -> None:
+        if self._unsaved and partitions:
+            try:
+                self.checkpoint()
+            except Exception as e:  # noqa: BLE001 - never fail a rebalance
+                log.warning("checkpoint on revoke failed: %s", e)
 
     def stop(self) -> None:
         if not self._started:
@@ -169,9 +214,9 @@ class Agent:
         if self.pipeline is not None:
             self.pipeline.evaluate()
             self._publish()
-        log.info("stopping: flushing dead letters and closing the consumer")
+        log.info("stopping: checkpoint, commit, close the consumer")
         try:
-            self.broker.flush()
+            self.checkpoint()
             self.broker.close()
         except Exception as e:  # noqa: BLE001 - keep shutting down
             log.warning("broker close failed: %s", e)

@@ -69,6 +69,9 @@ class FeatureDrift:
     ``method`` picks the test that carries the verdict (default by kind); every compatible
     statistic is computed alongside it for dashboards. ``n_bins`` quantile bins (numeric) or
     up to ``max_categories`` categories + other (categorical) form the mergeable summary.
+    Windows of at most ``sample_cap`` values keep their raw values for exact KS/Wasserstein;
+    ``sample_cap=0`` makes both binned (within the bound of :func:`ks_bins`) and keeps no
+    reference column either, so state is O(bins) per feature.
     """
 
     feature: str
@@ -104,11 +107,13 @@ class FeatureDrift:
     def fit(self, reference: np.ndarray | pd.Series) -> Self:
         if self.kind == "numeric":
             ref = np.asarray(reference, dtype=float)
-            ref = np.sort(ref[~np.isnan(ref)])
+            ref = ref[~np.isnan(ref)]
             self._binner = NumericBins(self.n_bins).fit(ref)
-            self._ref_sorted = ref
+            # Exact KS/Wasserstein need the sorted column; with sample_cap=0 no window keeps a
+            # sample, so none is kept and memory stays O(bins) (wide data, many features).
+            self._ref_sorted = np.sort(ref) if self.sample_cap > 0 else np.empty(0)
             self._scale = float(ref.std())
-            self._low, self._high = float(ref[0]), float(ref[-1])
+            self._low, self._high = float(ref.min()), float(ref.max())
         else:
             self._binner = CategoricalBins(self.max_categories).fit(reference)
         self._ref_bins = self._binner.summarise(reference)

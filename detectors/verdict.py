@@ -35,8 +35,8 @@ def adjust_pvalues(p_values: Sequence[float], correction: Correction = "bh") -> 
     p = np.asarray(p_values, dtype=float)
     if p.size == 0:
         return p
-    if np.any((p < 0) | (p > 1)):
-        raise ValueError("p-values must lie in [0, 1]")
+    if not np.all((p >= 0) & (p <= 1)):  # NaN fails too: one NaN would blank every BH value
+        raise ValueError("p-values must lie in [0, 1] (no NaN)")
     if correction == "none":
         return p.copy()
     if correction == "bonferroni":

@@ -1,0 +1,222 @@
+"""Atomic checkpoints of everything the agent has counted, joined and judged, with the offsets
+they cover.
+
+One file, ``<state_dir>/checkpoint.npz``: numeric arrays plus a JSON document stored as bytes,
+written to a temporary file, fsynced and moved into place with ``os.replace``, so a crash at any
+point leaves either the old or the new checkpoint, never a torn one. It is read with
+``allow_pickle=False``: object arrays (ids, category values) are stored as unicode arrays with a
+null mask, never pickled.
+
+On start the consumer seeks to the checkpointed offsets; Kafka's committed offsets are only a
+hint for other tools. Records after the checkpoint are processed again, and since their effects
+are not in the checkpoint they count exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+
+from agent.counters import Counters
+from agent.monitor import ModelMonitor
+from agent.windows import RowStore, Window
+from detectors.binning import BinCounts
+from detectors.drift import DatasetDriftReport, FeatureSummary
+from detectors.result import DriftResult
+
+__all__ = ["CheckpointStore", "Checkpoint"]
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+Arrays = dict[str, np.ndarray]
+
+
+def _put_objects(arrays: Arrays, key: str, values: np.ndarray) -> None:
+    """Object array -> unicode array + null mask (numbers keep their ``str``)."""
+    null = np.array([v is None or (isinstance(v, float) and v != v) for v in values], dtype=bool)
+    arrays[key] = np.where(null, "", values).astype(str) if values.size else np.empty(0, dtype="<U1")
+    arrays[key + ".null"] = null
+
+
+def _get_objects(arrays: Arrays, key: str) -> np.ndarray:
+    out = arrays[key].astype(object)
+    out[arrays[key + ".null"]] = None
+    return out
+
+
+def _result(r: DriftResult | None) -> list[Any] | None:
+    return None if r is None else [r.feature, r.method, r.statistic, r.p_value, r.effect_size, r.drifted]
+
+
+def _unresult(x: list[Any] | None) -> DriftResult | None:
+    return None if x is None else DriftResult(*x)
+
+
+def _summary_state(arrays: Arrays, key: str, s: FeatureSummary) -> dict[str, Any]:
+    arrays[key + ".counts"] = s.bins.counts
+    sample = s.values()
+    if sample is not None:
+        arrays[key + ".sample"] = sample
+    return {"nulls": s.bins.nulls, "has_sample": sample is not None}
+
+
+def _summary(arrays: Arrays, key: str, meta: dict[str, Any], empty: FeatureSummary) -> FeatureSummary:
+    counts = arrays[key + ".counts"].astype(np.int64)
+    if counts.shape != empty.bins.counts.shape:
+        raise ValueError(f"checkpoint summary {key} has {counts.size} bins, the reference gives "
+                         f"{empty.bins.counts.size}: the reference or binning changed since the checkpoint")
+    sample = [arrays[key + ".sample"]] if meta["has_sample"] else None
+    return FeatureSummary(BinCounts(empty.bins.edges, counts, int(meta["nulls"])), sample, empty.sample_cap)
+
+
+def _window_state(arrays: Arrays, prefix: str, w: Window) -> dict[str, Any]:
+    feats = {}
+    for i, (name, s) in enumerate(w.features.items()):
+        feats[name] = _summary_state(arrays, f"{prefix}.f{i}", s)
+    rows = w.rows
+    n = rows.n
+    arrays[f"{prefix}.ids"] = rows.ids[:n].astype(str) if n else np.empty(0, dtype="<U1")
+    for col in ("y_pred", "score", "event_s", "y_true", "labelled"):
+        arrays[f"{prefix}.{col}"] = getattr(rows, col)[:n]
+    for j, (c, v) in enumerate(rows.segments.items()):
+        _put_objects(arrays, f"{prefix}.seg{j}", v[:n])
+    verdict = None
+    if w.verdict is not None:
+        report, pred = w.verdict
+        verdict = {"features": [_result(r) for r in report.features], "scores": [_result(r) for r in report.scores],
+                   "n_reference": report.n_reference, "n_current": report.n_current, "prediction": _result(pred)}
+    return {"id": w.id, "start": w.start_s, "end": w.end_s, "n": w.n, "closed": w.closed, "perf_dirty": w.perf_dirty,
+            "features": list(feats.items()), "prediction": _summary_state(arrays, f"{prefix}.pred", w.prediction),
+            "segments": list(rows.segments), "verdict": verdict}
+
+
+def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -> Window:
+    ref = mon.ref
+    names = [n for n, _ in d["features"]]
+    if names != list(ref.drift.features):
+        raise ValueError(f"checkpoint window features {names} differ from the reference's {list(ref.drift.features)}")
+    feats = {name: _summary(arrays, f"{prefix}.f{i}", meta, ref.drift.features[name].empty())
+             for i, (name, meta) in enumerate(d["features"])}
+    pred = _summary(arrays, f"{prefix}.pred", d["prediction"], ref.prediction_drift.empty())
+    rows = RowStore(tuple(d["segments"]))
+    ids = arrays[f"{prefix}.ids"].astype(object)
+    segs = {c: _get_objects(arrays, f"{prefix}.seg{j}") for j, c in enumerate(d["segments"])}
+    rows.append(ids, arrays[f"{prefix}.y_pred"], arrays[f"{prefix}.score"], arrays[f"{prefix}.event_s"], segs)
+    rows.y_true[: rows.n] = arrays[f"{prefix}.y_true"]
+    rows.labelled[: rows.n] = arrays[f"{prefix}.labelled"]
+    w = Window(d["id"], d["start"], d["end"], feats, pred, rows, d["n"], d["closed"], d["perf_dirty"])
+    v = d["verdict"]
+    if v is not None:
+        report = DatasetDriftReport(tuple(_unresult(r) for r in v["features"]), tuple(_unresult(r) for r in v["scores"]),
+                                    v["n_reference"], v["n_current"])
+        w.verdict = (report, _unresult(v["prediction"]))
+    return w
+
+
+def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str) -> dict[str, Any]:
+    pending_ids = list(mon.pending)
+    labels = np.empty(len(pending_ids), dtype=object)
+    labels[:] = [mon.pending[p][0] for p in pending_ids]
+    _put_objects(arrays, f"{prefix}.pending.ids", np.array(pending_ids, dtype=object))
+    _put_objects(arrays, f"{prefix}.pending.labels", labels)
+    arrays[f"{prefix}.pending.ts"] = np.array([mon.pending[p][1] for p in pending_ids], dtype=float)
+    return {
+        "prefix": prefix, "next_id": mon.next_id, "closed_bucket": mon.closed_bucket, "clock_s": mon.clock_s,
+        "clocks": mon.clocks, "label_clock_s": mon.label_clock_s, "label_clocks": mon.label_clocks,
+        "label_types": sorted({type(v).__name__ for v in labels}),
+        "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w)] for k, w in mon.open.items()],
+        "retained": [_window_state(arrays, f"{prefix}.ret{i}", w) for i, w in enumerate(mon.retained)],
+    }
+
+
+def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix: str) -> None:
+    def num(x: float | None) -> float:  # JSON has no infinity: orjson wrote -inf as null
+        return -math.inf if x is None else float(x)
+
+    mon.next_id, mon.closed_bucket, mon.clock_s = d["next_id"], num(d["closed_bucket"]), num(d["clock_s"])
+    mon.clocks = {k: num(v) for k, v in d["clocks"].items()}
+    mon.label_clock_s = num(d["label_clock_s"])
+    mon.label_clocks = {k: num(v) for k, v in d["label_clocks"].items()}
+    mon.open = {int(k): _window(arrays, f"{prefix}.open{k}", w, mon) for k, w in d["open"]}
+    mon.retained = deque(_window(arrays, f"{prefix}.ret{i}", w, mon) for i, w in enumerate(d["retained"]))
+    mon.index = {}
+    for w in [*mon.retained, *mon.open.values()]:
+        mon.index.update(zip(w.rows.ids[: w.rows.n].tolist(), ((w.id, r) for r in range(w.rows.n))))
+    ids = _get_objects(arrays, f"{prefix}.pending.ids")
+    raw = _get_objects(arrays, f"{prefix}.pending.labels")
+    numeric = set(d["label_types"]) <= {"int", "float", "bool"}
+    labels = [float(v) if numeric and v is not None else v for v in raw]
+    mon.pending = OrderedDict(zip(ids.tolist(), zip(labels, arrays[f"{prefix}.pending.ts"].tolist())))
+    # Re-derive what scrapes show (latest verdicts) from the restored windows, without
+    # re-running the result callback (those windows were already recorded).
+    cb, mon.on_result = mon.on_result, None
+    try:
+        for w in mon.retained:
+            res = mon._judge(w, final=False)
+            mon.latest = res
+        if mon.retained:
+            mon._estimate(mon.retained[-1])
+    finally:
+        mon.on_result = cb
+
+
+class Checkpoint:
+    """What a checkpoint holds: offsets, counters and each monitor's state."""
+
+    def __init__(self, offsets: dict[tuple[str, int], int], counters: Counters, models: dict[str, Any], arrays: Arrays) -> None:
+        self.offsets = offsets
+        self.counters = counters
+        self.models = models
+        self.arrays = arrays
+
+
+class CheckpointStore:
+    """Reads and atomically writes ``<state_dir>/checkpoint.npz``."""
+
+    def __init__(self, state_dir: Path, fault: Callable[[str], None] | None = None) -> None:
+        self.path = Path(state_dir) / "checkpoint.npz"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fault = fault or (lambda point: None)
+        self.saves = 0
+
+    def save(self, offsets: dict[tuple[str, int], int], counters: Counters, monitors: dict[str, ModelMonitor]) -> None:
+        arrays: Arrays = {}
+        models = {name: monitor_state(mon, arrays, f"m{i}") for i, (name, mon) in enumerate(sorted(monitors.items()))}
+        doc = {"format": FORMAT, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
+               "counters": counters.state(), "models": models}
+        arrays["__doc__"] = np.frombuffer(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}.npz")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            self._fault("checkpoint-written")
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self.saves += 1
+        self._fault("checkpoint-replaced")
+
+    def load(self) -> Checkpoint | None:
+        if not self.path.exists():
+            return None
+        with np.load(self.path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        doc = orjson.loads(arrays.pop("__doc__").tobytes())
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"{self.path}: checkpoint format {doc.get('format')!r}, this agent reads {FORMAT}")
+        offsets = {(t, int(p)): int(o) for t, p, o in doc["offsets"]}
+        return Checkpoint(offsets, Counters.from_state(doc["counters"]), doc["models"], arrays)
+
+    def restore(self, cp: Checkpoint, monitors: dict[str, ModelMonitor]) -> None:
+        for name, mon in monitors.items():
+            if name in cp.models:
+                d = cp.models[name]
+                restore_monitor(mon, d, cp.arrays, d["prefix"])
+            else:
+                log.warning("model %s is new since the checkpoint: starting it empty", name)
