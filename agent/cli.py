@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="embedded broker + simulated serving stack + agent, on this machine")
     d.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     d.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics")
-    d.add_argument("--rate", type=float, default=2000.0, help="simulated predictions per second")
+    d.add_argument("--rate", type=float, default=1000.0, help="simulated predictions per second")
     d.add_argument("--state-dir", default="./demo-state")
     d.set_defaults(func=cmd_demo)
 

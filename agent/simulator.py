@@ -183,30 +183,6 @@ class ServingModel:
         return (self.predict_proba(frame) >= self.threshold).astype(np.int64)
 
 
-class _Adam:
-    """Plain Adam (Kingma & Ba, 2015). torch.optim's constructor imports torch._dynamo, which costs
-    3-7 s on this machine, longer than the whole training run; these few lines avoid it."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-        import torch
-
-        self.params, self.lr, (self.b1, self.b2), self.eps = params, lr, betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    def step(self) -> None:
-        import torch
-
-        self.t += 1
-        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v):
-                m.mul_(self.b1).add_(p.grad, alpha=1 - self.b1)
-                v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
-                p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-self.lr / c1)
-
-
 def train_model(
     frame: pd.DataFrame, seed: int = 0, epochs: int = 15, *, batch_size: int = 1024, lr: float = 1e-2
 ) -> ServingModel:
@@ -236,14 +212,12 @@ def train_model(
         model = ServingModel(net=net, mean=mean, std=std)
         x = torch.from_numpy(model.encode(frame))
         y = torch.from_numpy(frame[TARGET].to_numpy(dtype=np.float32)).unsqueeze(1)
-        params = list(net.parameters())
-        adam = _Adam(params, lr)
+        adam = torch.optim.Adam(net.parameters(), lr=lr)
         shuffle = torch.Generator().manual_seed(seed)
         net.train()
         for _ in range(epochs):
             for idx in torch.randperm(x.shape[0], generator=shuffle).split(batch_size):
-                for p in params:
-                    p.grad = None
+                adam.zero_grad(set_to_none=True)
                 torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx]), y[idx]).backward()
                 adam.step()
         net.eval()
