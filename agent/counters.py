@@ -24,7 +24,7 @@ class Counters:
     incidents: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)  # source topic
     label_delay: dict[str, np.ndarray] = field(default_factory=dict)  # model -> bucket counts (+Inf last)
-    label_delay_sum: Counter[str] = field(default_factory=Counter)
+    label_delay_sum: Counter[str] = field(default_factory=Counter)  # integer milliseconds
 
     def observe_label_delay(self, model: str, delays_s: np.ndarray) -> None:
         if delays_s.size == 0:
@@ -33,7 +33,9 @@ class Counters:
         counts = np.bincount(idx, minlength=len(LABEL_DELAY_BUCKETS) + 1)
         cur = self.label_delay.get(model)
         self.label_delay[model] = counts if cur is None else cur + counts
-        self.label_delay_sum[model] += float(delays_s.sum())
+        # Whole milliseconds: an integer sum does not depend on how records were batched, so a
+        # restarted agent exports exactly the value an uninterrupted one does.
+        self.label_delay_sum[model] += int(np.rint(delays_s * 1000.0).astype(np.int64).sum())
 
     def copy(self) -> Counters:
         return Counters(

@@ -100,7 +100,7 @@ class AgentCollector:
             cum = counts.cumsum()
             buckets = [(repr(b) if b != int(b) else f"{b:.1f}", int(n)) for b, n in zip(LABEL_DELAY_BUCKETS, cum[:-1])]
             buckets.append(("+Inf", int(cum[-1])))
-            delay.add_metric([model], buckets, c.label_delay_sum[model])
+            delay.add_metric([model], buckets, c.label_delay_sum[model] / 1000.0)
         yield delay
 
         yield from self._drift(snap)

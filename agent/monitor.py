@@ -18,7 +18,7 @@ from agent.counters import Counters
 from agent.decode import FeatureColumns, Labels, Predictions, extract_features
 from agent.reference import ModelReference
 from agent.windows import RowStore, Window
-from detectors.drift import DatasetDriftReport
+from detectors.drift import DatasetDriftReport, FeatureSummary
 from detectors.performance import classification_metrics, regression_metrics, segment_performance
 from detectors.result import DriftResult
 
@@ -129,7 +129,10 @@ class ModelMonitor:
             if n == 0:
                 return []
         cols = extract_features(p.features, self.ref.numeric, self.ref.categorical)
-        self._count_violations(cols)
+        # Category lookups happen once per batch and serve both the skew counts and the summaries.
+        codes = {n: self.ref.drift.features[n].binner.codes(cols.values[n]) for n in self.ref.categorical
+                 if n in self.ref.drift.features}
+        self._count_violations(cols, codes)
         # Event time advances per partition; the model's clock is the slowest partition's, so a
         # partition consumed ahead of the others cannot close windows or expire labels early.
         self.clocks[source] = max(self.clocks.get(source, -math.inf), float(np.nanmax(p.event_s)))
@@ -140,7 +143,7 @@ class ModelMonitor:
             while start < n:
                 w = self.open.get(0) or self.open.setdefault(0, self._new_window(math.nan, math.nan))
                 take = min(n - start, self.cfg.size - w.n)
-                self._add_rows(w, p, cols, slice(start, start + take), bucketed=False)
+                self._add_rows(w, p, cols, codes, slice(start, start + take), bucketed=False)
                 start += take
                 if w.n >= self.cfg.size:
                     del self.open[0]
@@ -156,7 +159,7 @@ class ModelMonitor:
                 w = self.open.get(int(b))
                 if w is None:
                     w = self.open.setdefault(int(b), self._new_window(b * dur, (b + 1) * dur))
-                self._add_rows(w, p, cols, sel, bucketed=True)
+                self._add_rows(w, p, cols, codes, sel, bucketed=True)
             watermark = self.clock_s - self.cfg.allowed_lateness
             for b in sorted(self.open):
                 if (b + 1) * dur <= watermark:
@@ -165,8 +168,7 @@ class ModelMonitor:
         results.extend(self._expire_pending())
         return results
 
-    def _count_violations(self, cols: FeatureColumns) -> None:
-        codes = {}
+    def _count_violations(self, cols: FeatureColumns, codes: dict[str, np.ndarray]) -> None:
         v = self.ref.schema.check_batch(cols.values, cols.missing, cols.type_errors, cols.unexpected, codes)
         m = self.name
         for (feat, kind), c in v.schema.items():
@@ -174,13 +176,17 @@ class ModelMonitor:
         for (feat, kind), c in v.skew.items():
             self.counters.skew[(m, feat, kind)] += c
 
-    def _add_rows(self, w: Window, p: Predictions, cols: FeatureColumns, sel: slice | np.ndarray, bucketed: bool) -> None:
+    def _add_rows(self, w: Window, p: Predictions, cols: FeatureColumns, codes: dict[str, np.ndarray],
+                  sel: slice | np.ndarray, bucketed: bool) -> None:
         ids = p.ids[sel]
         k = ids.size
         if k == 0:
             return
         for name, fd in self.ref.drift.features.items():
-            w.features[name] += fd.summarise(cols.values[name][sel])
+            if name in codes:
+                w.features[name] += FeatureSummary(fd.binner.count(codes[name][sel]))  # type: ignore[union-attr]
+            else:
+                w.features[name] += fd.summarise(cols.values[name][sel])
         pred_values = p.score[sel] if self.ref.config.score else p.prediction[sel]
         w.prediction += self.ref.prediction_drift.summarise(pred_values)
         w.observe_times(p.event_s[sel], bucketed)

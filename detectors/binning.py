@@ -157,6 +157,9 @@ class CategoricalBins:
         return codes
 
     def summarise(self, values: np.ndarray | pd.Series) -> BinCounts:
-        codes = self.codes(values)
+        return self.count(self.codes(values))
+
+    def count(self, codes: np.ndarray) -> BinCounts:
+        """Summary from precomputed :meth:`codes` (lets a caller look categories up once)."""
         counts = np.bincount(codes[codes >= 0], minlength=self.categories.size + 1)
         return BinCounts(self.categories, counts.astype(np.int64), int((codes < 0).sum()))

@@ -84,10 +84,18 @@ def ks_wasserstein_samples(reference_sorted: np.ndarray, window: np.ndarray) -> 
     n1, n2 = reference_sorted.size, win.size
     if n1 == 0 or n2 == 0:
         raise ValueError("KS needs non-empty reference and window")
-    pooled = np.sort(np.concatenate([reference_sorted, win]), kind="mergesort")
-    gap = np.abs(np.searchsorted(reference_sorted, pooled, side="right") / n1
-                 - np.searchsorted(win, pooled, side="right") / n2)
-    w = float(np.sum(gap[:-1] * np.diff(pooled)))
+    # Both inputs are sorted, so a stable argsort of their concatenation is a linear merge
+    # (timsort); the CDFs are running counts of where each pooled value came from, read at the
+    # last of each run of equal values (ties).
+    pooled = np.concatenate([reference_sorted, win])
+    order = np.argsort(pooled, kind="stable")
+    pooled = pooled[order]
+    from_ref = order < n1
+    last = np.empty(pooled.size, dtype=bool)
+    np.not_equal(pooled[1:], pooled[:-1], out=last[:-1])
+    last[-1] = True
+    gap = np.abs(np.cumsum(from_ref)[last] / n1 - np.cumsum(~from_ref)[last] / n2)
+    w = float(np.sum(gap[:-1] * np.diff(pooled[last])))
     if max(n1, n2) <= _SCIPY_EXACT_MAX_N:
         res = stats.ks_2samp(reference_sorted, win)
         return float(res.statistic), float(res.pvalue), w
