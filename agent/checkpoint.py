@@ -18,17 +18,20 @@ import logging
 import math
 import os
 from collections import OrderedDict, deque
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import orjson
 
+from agent.concept import WindowConditional
 from agent.counters import Counters
 from agent.monitor import ModelMonitor
 from agent.windows import RowStore, Window
 from detectors.binning import BinCounts
 from detectors.drift import DatasetDriftReport, FeatureSummary
+from detectors.conditional import ConditionalVerdict
 from detectors.result import DriftResult
 
 __all__ = ["CheckpointStore", "Checkpoint"]
@@ -92,7 +95,12 @@ def _window_state(arrays: Arrays, prefix: str, w: Window) -> dict[str, Any]:
         report, pred = w.verdict
         verdict = {"features": [_result(r) for r in report.features], "scores": [_result(r) for r in report.scores],
                    "n_reference": report.n_reference, "n_current": report.n_current, "prediction": _result(pred)}
+    cond = None
+    if w.conditional is not None:
+        c = w.conditional.conditional
+        cond = {"label_shift": _result(w.conditional.label_shift), "conditional": None if c is None else asdict(c)}
     return {"id": w.id, "start": w.start_s, "end": w.end_s, "n": w.n, "closed": w.closed, "perf_dirty": w.perf_dirty,
+            "settled": w.settled, "conditional": cond,
             "features": list(feats.items()), "prediction": _summary_state(arrays, f"{prefix}.pred", w.prediction),
             "segments": list(rows.segments), "verdict": verdict}
 
@@ -112,6 +120,11 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
     rows.y_true[: rows.n] = arrays[f"{prefix}.y_true"]
     rows.labelled[: rows.n] = arrays[f"{prefix}.labelled"]
     w = Window(d["id"], d["start"], d["end"], feats, pred, rows, d["n"], d["closed"], d["perf_dirty"])
+    w.settled = d["settled"]
+    if d["conditional"] is not None:
+        c = d["conditional"]["conditional"]
+        w.conditional = WindowConditional(_unresult(d["conditional"]["label_shift"]),
+                                          None if c is None else ConditionalVerdict(**c))
     v = d["verdict"]
     if v is not None:
         report = DatasetDriftReport(tuple(_unresult(r) for r in v["features"]), tuple(_unresult(r) for r in v["scores"]),
@@ -133,6 +146,7 @@ def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str) -> dict[str, A
         "label_types": sorted({type(v).__name__ for v in labels}),
         "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w)] for k, w in mon.open.items()],
         "retained": [_window_state(arrays, f"{prefix}.ret{i}", w) for i, w in enumerate(mon.retained)],
+        "concept": mon.concept.state(),
     }
 
 
@@ -154,6 +168,10 @@ def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix
     numeric = set(d["label_types"]) <= {"int", "float", "bool"}
     labels = [float(v) if numeric and v is not None else v for v in raw]
     mon.pending = OrderedDict(zip(ids.tolist(), zip(labels, arrays[f"{prefix}.pending.ts"].tolist())))
+    mon.concept.restore(d["concept"])
+    for w in mon.retained:
+        if w.conditional is not None and w.conditional.conditional is not None:
+            mon.latest_conditional = w.conditional
     # Re-derive what scrapes show (latest verdicts) from the restored windows, without
     # re-running the result callback (those windows were already recorded).
     cb, mon.on_result = mon.on_result, None

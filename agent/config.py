@@ -111,6 +111,17 @@ class DriftConfig(_Frozen):
     methods: dict[str, str] = Field(default_factory=dict)
 
 
+class ConceptConfig(_Frozen):
+    detectors: list[str] = Field(default_factory=lambda: ["adwin", "ddm", "page_hinkley"])  # eddm, kswin: opt in
+    hold: int = Field(5000, ge=1, description="outcomes a detection stays reported")
+
+
+class PerformanceConfig(_Frozen):
+    min_coverage: float = Field(0.8, gt=0, le=1, description="label coverage at which a window settles")
+    min_support: int = Field(50, ge=1, description="rows a segment needs to be reported")
+    segment_pairs: bool = True
+
+
 class ModelConfig(_Frozen):
     task: Literal["binary_classification", "multiclass_classification", "regression"]
     reference: Path
@@ -121,6 +132,8 @@ class ModelConfig(_Frozen):
     window: WindowConfig = Field(default_factory=lambda: WindowConfig(size=5000))
     segments: list[str] = Field(default_factory=list)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    concept: ConceptConfig = Field(default_factory=ConceptConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     retrain: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -38,6 +38,8 @@ def parse_alertmanager(body: bytes) -> list[dict[str, Any]]:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AlertPayloadError(f"body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise AlertPayloadError("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise AlertPayloadError("body must be a JSON object")
     if str(payload.get("version")) != "4":
@@ -148,6 +150,20 @@ class AgentHTTPServer:
                         self._json(status, obj)
                         return
                 self._json(404, {"error": f"no such endpoint: {path}"})
+
+            def do_HEAD(self) -> None:  # noqa: N802 - same answers as GET, without bodies
+                self.do_GET()
+
+            def _not_allowed(self) -> None:
+                self.send_response(405)
+                body = json.dumps({"error": f"{self.command} not allowed"}).encode()
+                self.send_header("Allow", "POST" if self._path() == "/alerts" else "GET, HEAD")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
 
             def do_POST(self) -> None:  # noqa: N802
                 path = self._path()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -31,6 +31,8 @@ class Snapshot:
     pending_labels: dict[str, int] = field(default_factory=dict)
     estimated: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> metric -> value
     concept: dict[str, dict[str, bool]] = field(default_factory=dict)  # model -> detector -> fired
+    concept_drifts: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> detector -> count
+    conditional: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> last settled window's verdicts
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     retrain_jobs: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -152,14 +154,27 @@ class AgentCollector:
                                  labels=["model", "metric", "segment"])
         coverage = GaugeMetricFamily("driftwarden_label_coverage", "Share of that window's predictions with a label.",
                                      labels=["model"])
+        lower = GaugeMetricFamily("driftwarden_performance_lower", "Lower bound of the 95% interval of driftwarden_performance.",
+                                  labels=["model", "metric", "segment"])
+        upper = GaugeMetricFamily("driftwarden_performance_upper", "Upper bound of the 95% interval of driftwarden_performance.",
+                                  labels=["model", "metric", "segment"])
+        provisional = GaugeMetricFamily("driftwarden_performance_provisional",
+                                        "1 while that window's labels are still coming in (coverage below "
+                                        "performance.min_coverage and label lateness not over).", labels=["model"])
+        perf_window = GaugeMetricFamily("driftwarden_performance_window_id", "Window that driftwarden_performance describes.",
+                                        labels=["model"])
         for model, res in sorted(snap.latest_performance.items()):
             for segment, metrics in sorted(res.performance.items()):
                 for metric, value in sorted(metrics.items()):
                     if _finite(value):
                         perf.add_metric([model, metric, segment], value)
+                for metric, (lo, hi) in sorted(res.ci.get(segment, {}).items()):
+                    lower.add_metric([model, metric, segment], lo)
+                    upper.add_metric([model, metric, segment], hi)
             coverage.add_metric([model], res.label_coverage)
-        yield perf
-        yield coverage
+            provisional.add_metric([model], 1.0 if res.provisional else 0.0)
+            perf_window.add_metric([model], res.window_id)
+        yield from (perf, lower, upper, coverage, provisional, perf_window)
         est = GaugeMetricFamily("driftwarden_estimated_performance", "Label-free performance estimate of the latest window.",
                                 labels=["model", "metric"])
         for model, metrics in sorted(snap.estimated.items()):
@@ -172,7 +187,28 @@ class AgentCollector:
         for model, dets in sorted(snap.concept.items()):
             for det, fired in sorted(dets.items()):
                 concept.add_metric([model, det], 1.0 if fired else 0.0)
+        shift = GaugeMetricFamily("driftwarden_label_shift_detected", "1 if the class priors of the last settled window moved.",
+                                  labels=["model"])
+        realized = GaugeMetricFamily("driftwarden_error_rate", "Error rate of the last settled window: realized, and "
+                                     "expected under the reference relation P(y|x) (CBPE).", labels=["model", "kind"])
+        for model, cond in sorted(snap.conditional.items()):
+            if "label_shift" in cond:
+                shift.add_metric([model], 1.0 if cond["label_shift"]["drifted"] else 0.0)
+            if "conditional" in cond:
+                c = cond["conditional"]
+                concept.add_metric([model, "conditional"], 1.0 if c["kind"] in ("concept_drift", "both") else 0.0)
+                realized.add_metric([model, "realized"], c["realized_error_window"])
+                realized.add_metric([model, "expected"], c["expected_error_window"])
+                realized.add_metric([model, "expected_reference"], c["expected_error_reference"])
         yield concept
+        yield shift
+        yield realized
+        drifts = CounterMetricFamily("driftwarden_concept_drifts", "Detections by each concept-drift detector on the "
+                                     "error stream.", labels=["model", "detector"])
+        for model, dets in sorted(snap.concept_drifts.items()):
+            for det, n in sorted(dets.items()):
+                drifts.add_metric([model, det], n)
+        yield drifts
 
 
 def make_registry(snapshot: Callable[[], Snapshot]) -> tuple[CollectorRegistry, Histogram]:

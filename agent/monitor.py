@@ -14,12 +14,13 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from agent.concept import ConceptTracker, WindowConditional, window_conditional
 from agent.counters import Counters
 from agent.decode import FeatureColumns, Labels, Predictions, extract_features
 from agent.reference import ModelReference
 from agent.windows import RowStore, Window
 from detectors.drift import DatasetDriftReport, FeatureSummary
-from detectors.performance import classification_metrics, regression_metrics, segment_performance
+from detectors.performance import classification_performance, regression_performance, segment_performance
 from detectors.result import DriftResult
 
 __all__ = ["ModelMonitor", "WindowResult"]
@@ -40,6 +41,9 @@ class WindowResult:
     support: dict[str, int]
     label_coverage: float
     final: bool
+    provisional: bool = True  # performance may still move: coverage below min_coverage, not final
+    ci: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # segment -> metric -> [lo, hi]
+    conditional: dict[str, Any] = field(default_factory=dict)  # label shift, concept vs covariate
 
     def to_dict(self) -> dict[str, Any]:
         pd_ = self.prediction_drift
@@ -49,7 +53,8 @@ class WindowResult:
             "scores": [[r.feature, r.method, r.statistic, r.p_value] for r in self.drift.scores],
             "prediction_drift": None if pd_ is None else {"method": pd_.method, "statistic": pd_.statistic,
                                                           "p_value": pd_.p_value, "effect_size": pd_.effect_size},
-            "performance": self.performance, "support": self.support, "label_coverage": self.label_coverage,
+            "performance": self.performance, "ci": self.ci, "support": self.support,
+            "label_coverage": self.label_coverage, "provisional": self.provisional, **self.conditional,
         }
 
 
@@ -59,7 +64,6 @@ class ModelMonitor:
     counters: Counters
     ttl_s: float = 7 * 86400.0
     max_pending_labels: int = 1_000_000
-    min_support: int = 50
     on_result: Callable[[WindowResult], None] | None = None
     next_id: int = 0
     open: dict[int, Window] = field(default_factory=dict)  # bucket (duration) or 0 (count) -> window
@@ -74,6 +78,8 @@ class ModelMonitor:
     latest: WindowResult | None = None
     latest_perf: WindowResult | None = None
     latest_estimate: dict[str, float] = field(default_factory=dict)  # CBPE on the last closed window
+    latest_conditional: WindowConditional | None = None  # of the last settled window
+    concept: ConceptTracker = field(init=False)
 
     def __post_init__(self) -> None:
         # Series exist from the start at 0 (so rate() works from the first event and a restarted
@@ -85,6 +91,8 @@ class ModelMonitor:
                 c.events[(m, stream, outcome)] += 0
         c.windows[m] += 0
         c.unlabelled[m] += 0
+        cc = self.ref.config.concept
+        self.concept = ConceptTracker(tuple(cc.detectors), regression=self.ref.config.task == "regression", hold=cc.hold)
 
     @property
     def name(self) -> str:
@@ -315,6 +323,11 @@ class ModelMonitor:
         return out
 
     def _finalise(self, w: Window) -> WindowResult:
+        for earlier in self.retained:  # keep the error stream in order: settle what came before
+            if not earlier.settled and earlier.id < w.id:
+                self._settle(earlier)
+        if not w.settled:
+            self._settle(w)
         res = self._judge(w, final=True)
         ids = w.rows.ids[: w.rows.n].tolist()
         index = self.index
@@ -324,12 +337,42 @@ class ModelMonitor:
         return res
 
     def flush_performance(self) -> list[WindowResult]:
-        """Re-judge closed windows whose labels changed since they were last judged."""
+        """Settle windows whose labels have come in, and re-judge closed windows whose labels
+        changed since they were last judged (called on a timer, not per batch)."""
+        self._settle_ready()
         out = []
         for w in self.retained:
             if w.perf_dirty:
                 out.append(self._judge(w, final=False))
         return out
+
+    def _settle_ready(self) -> None:
+        """Settle retained windows in order, stopping at the first one still waiting for labels,
+        so the error stream reaches the detectors in prediction order."""
+        need = self.ref.config.performance.min_coverage
+        for w in self.retained:
+            if w.settled:
+                continue
+            if w.rows.coverage < need:
+                break
+            self._settle(w)
+
+    def _settle(self, w: Window) -> None:
+        rows = self._labelled(w)
+        if rows is not None:
+            y, yp, score, _ = rows
+            errors = np.abs(y - yp) if self.ref.config.task == "regression" else (y != yp).astype(float)
+            self.concept.update(errors)
+            if self.ref.config.task != "regression" and self.ref.classes is not None:
+                ref_labels = self._encode(self.ref.frame[self.ref.config.target].dropna().to_numpy(dtype=object))
+                binary01 = self.ref.cbpe is not None and list(self.ref.classes) == [0, 1]
+                w.conditional = window_conditional(
+                    y, yp, score if binary01 else None, ref_labels, self.ref.expected_errors,
+                    self.ref.cbpe, self.ref.config.drift.alpha)
+                if w.conditional.conditional is not None:
+                    self.latest_conditional = w.conditional
+        w.settled = True
+        w.perf_dirty = True
 
     def _judge(self, w: Window, final: bool) -> WindowResult:
         if w.verdict is None:  # drift is fixed at close; only performance changes later
@@ -341,9 +384,11 @@ class ModelMonitor:
             for fs in w.features.values():
                 fs.sample = None  # raw values were only needed for exact KS/Wasserstein
         report, pred = w.verdict
-        perf, support = self._performance(w)
+        perf, ci, support = self._performance(w)
         w.perf_dirty = False
-        res = WindowResult(self.name, w.id, w.start_s, w.end_s, w.n, report, pred, perf, support, w.rows.coverage, final)
+        provisional = not (final or w.settled)
+        res = WindowResult(self.name, w.id, w.start_s, w.end_s, w.n, report, pred, perf, support, w.rows.coverage, final,
+                           provisional, ci, {} if w.conditional is None else w.conditional.to_dict())
         if perf and (self.latest_perf is None or w.id >= self.latest_perf.window_id):
             self.latest_perf = res
         if self.on_result is not None:
@@ -360,31 +405,47 @@ class ModelMonitor:
         if score.size:
             self.latest_estimate = cbpe.estimate(score)
 
-    def _performance(self, w: Window) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    def _labelled(self, w: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None:
+        """``(y_true, y_pred, score, mask)`` of the window's usable labelled rows, in row order."""
         v = w.rows.view()
         lab = v["labelled"] & ~np.isnan(v["y_true"])
-        task = self.ref.config.task
-        codes = None
-        if task != "regression" and self.ref.classes is not None:
-            # y_true/y_pred hold _encode()d codes: score them against the classes' codes, and leave
-            # out rows whose label or prediction is a class the reference never had
+        if self.ref.config.task != "regression" and self.ref.classes is not None:
+            # y_true/y_pred hold _encode()d codes: leave out rows whose label or prediction is a
+            # class the reference never had
             codes = self._encode(np.asarray(self.ref.classes, dtype=object))
             lab &= np.isin(v["y_true"], codes) & np.isin(v["y_pred"], codes)
         if not lab.any():
-            return {}, {}
-        y, yp = v["y_true"][lab], v["y_pred"][lab]
-        if task == "regression":
-            return {"all": regression_metrics(y, yp)}, {"all": int(lab.sum())}
+            return None
         score = v["score"][lab] if self.ref.config.score else None
         if score is not None and np.isnan(score).any():
             score = None
-        labels = codes.tolist() if codes is not None else None
-        if task == "multiclass_classification":
-            score = None
-        if not self.ref.config.segments:
-            return {"all": classification_metrics(y, yp, score=score, labels=labels)}, {"all": int(lab.sum())}
-        frame = {c: s[lab] for c, s in v["segments"].items()}
-        segs = segment_performance(frame, y, yp, score, spec=self.ref.segments, labels=labels,
-                                   min_support=self.min_support, pairs=False)
-        perf = {s.segment: {m: r.value for m, r in s.metrics.items()} for s in segs if s.support_ok or s.segment == "all"}
-        return perf, {s.segment: s.n for s in segs}
+        return v["y_true"][lab], v["y_pred"][lab], score, lab
+
+    def _performance(self, w: Window) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]], dict[str, int]]:
+        rows = self._labelled(w)
+        if rows is None:
+            return {}, {}, {}
+        y, yp, score, lab = rows
+        pc = self.ref.config.performance
+        task = self.ref.config.task
+        if task == "regression":
+            res = {"all": regression_performance(y, yp, n_boot=0, min_support=pc.min_support)}
+            support = {"all": int(y.size)}
+        else:
+            labels = self._encode(np.asarray(self.ref.classes, dtype=object)).tolist() if self.ref.classes is not None else None
+            if task == "multiclass_classification":
+                score = None
+            if not self.ref.config.segments:
+                res = {"all": classification_performance(y, yp, score, labels=labels, n_boot=0, min_support=pc.min_support)}
+                support = {"all": int(y.size)}
+            else:
+                v = w.rows.view()
+                frame = {c: s_[lab] for c, s_ in v["segments"].items()}
+                segs = segment_performance(frame, y, yp, score, spec=self.ref.segments, labels=labels,
+                                           min_support=pc.min_support, pairs=pc.segment_pairs and len(self.ref.config.segments) > 1)
+                res = {sp.segment: dict(sp.metrics) for sp in segs if sp.support_ok or sp.segment == "all"}
+                support = {sp.segment: sp.n for sp in segs}
+        perf = {seg: {m: r.value for m, r in ms.items()} for seg, ms in res.items()}
+        ci = {seg: {m: [r.lower, r.upper] for m, r in ms.items() if np.isfinite(r.lower) and np.isfinite(r.upper)}
+              for seg, ms in res.items()}
+        return perf, ci, support

@@ -47,6 +47,7 @@ class ModelReference:
     segments: SegmentSpec
     classes: np.ndarray | None  # sorted class values of a classifier's target
     cbpe: CBPE | None = None  # label-free estimator (binary classifiers with a score column)
+    expected_errors: np.ndarray | None = None  # CBPE's per-row error probability on the reference
 
     @property
     def numeric(self) -> list[str]:
@@ -92,9 +93,11 @@ class ModelReference:
         if config.task != "regression":
             classes = np.sort(pd.unique(frame[config.target].dropna()))
         segments = SegmentSpec.fit(frame, config.segments)
-        cbpe = None
+        cbpe = expected = None
         if config.task == "binary_classification" and config.score and classes is not None and len(classes) == 2:
             ok = frame[[config.score, config.target]].dropna()
             positive = (ok[config.target].to_numpy() == classes[-1]).astype(int)
             cbpe = CBPE("binary").fit(ok[config.score].to_numpy(dtype=float), positive)
-        return cls(name, config, frame, schema, drift, prediction_drift, segments, classes, cbpe)
+            expected = cbpe.expected_errors(ok[config.score].to_numpy(dtype=float))
+        return cls(name, config, frame, schema, drift, prediction_drift, segments, classes, cbpe,
+                   expected if cbpe is not None else None)

@@ -52,6 +52,8 @@ class Agent:
         self.pipeline: Pipeline | None = None
         self.incidents: list[dict[str, Any]] = []
         self._incident_lock = threading.Lock()
+        self._open_incidents: dict[str, dict[str, Any]] = {}
+        self._incident_seq = 0
         self._results_dir = Path(config.state_dir) / "windows"
         self.batches = 0
         self.fault = FaultPoints.from_env()
@@ -240,6 +242,10 @@ class Agent:
             counters=self.counters.copy(), latest=latest, latest_performance=perf,
             pending_labels={m: len(mon.pending) for m, mon in self.monitors.items()},
             estimated={m: mon.latest_estimate for m, mon in self.monitors.items() if mon.latest_estimate},
+            concept={m: mon.concept.detected() for m, mon in self.monitors.items()},
+            concept_drifts={m: dict(mon.concept.drifts) for m, mon in self.monitors.items()},
+            conditional={m: mon.latest_conditional.to_dict() for m, mon in self.monitors.items()
+                         if mon.latest_conditional is not None},
             lag=lag,
         )
 
@@ -269,19 +275,36 @@ class Agent:
         return 200, out
 
     def _on_alerts(self, alerts: list[dict[str, Any]]) -> dict[str, Any]:
-        opened = []
+        """Open one incident per firing alert; Alertmanager re-sends a group's alerts on every
+        change and repeat interval, so an alert already open (same fingerprint) opens nothing new,
+        and a resolved one closes its incident."""
+        opened, existing = [], []
         with self._incident_lock:
             for a in alerts:
-                if a["status"] != "firing":
+                key = a["fingerprint"] or "|".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))
+                current = self._open_incidents.get(key)
+                if a["status"] == "resolved":
+                    if current is not None:
+                        current["status"] = "resolved"
+                        del self._open_incidents[key]
+                    continue
+                if current is not None:
+                    existing.append(current["id"])
                     continue
                 model = a["labels"].get("model", "unknown")
-                inc = {"id": f"inc-{len(self.incidents) + 1}", "model": model, "kind": "alertmanager",
-                       "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"]}
+                self._incident_seq += 1
+                inc = {"id": f"inc-{self._incident_seq}", "model": model, "kind": "alertmanager", "status": "open",
+                       "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"],
+                       "fingerprint": a["fingerprint"]}
                 self.incidents.append(inc)
+                self._open_incidents[key] = inc
                 self.counters.incidents[(model, "alertmanager")] += 1
                 opened.append(inc["id"])
-            del self.incidents[:-1000]  # bounded
-        return {"accepted": len(alerts), "incidents": opened}
+            if len(self.incidents) > 1000:  # bounded: forget the oldest
+                for old in self.incidents[:-1000]:
+                    self._open_incidents = {k: v for k, v in self._open_incidents.items() if v is not old}
+                del self.incidents[:-1000]
+        return {"accepted": len(alerts), "incidents": opened, "already_open": existing}
 
     def _get_incidents(self, rest: str) -> tuple[int, Any]:
         with self._incident_lock:

@@ -99,6 +99,8 @@ class Window:
     closed: bool = False
     perf_dirty: bool = False
     verdict: Any = None  # (DatasetDriftReport, prediction DriftResult | None), fixed at close
+    settled: bool = False  # labels judged final enough: fed to concept detectors, not provisional
+    conditional: Any = None  # agent.concept.WindowConditional, set when it settles
 
     def observe_times(self, event_s: np.ndarray, bucketed: bool) -> None:
         if bucketed or event_s.size == 0:

@@ -44,10 +44,10 @@ def make_monitor(tmp_path: Path, fmt: str = "parquet", *, window: dict[str, Any]
     cfg = build_config({"models": {MODEL: {
         "task": "binary_classification", "reference": path.name, "target": "y", "prediction": "yhat",
         "score": "p", "features": NUMERIC + CATS, "window": window or {"size": 100, "label_retention": 2},
-        "segments": ["c1"] if segments is None else segments,
+        "segments": ["c1"] if segments is None else segments, "performance": {"min_support": min_support},
     }}}, tmp_path)
     ref = ModelReference.load(MODEL, cfg.models[MODEL])
-    return ModelMonitor(ref, Counters(), ttl_s=ttl_s, max_pending_labels=max_pending, min_support=min_support)
+    return ModelMonitor(ref, Counters(), ttl_s=ttl_s, max_pending_labels=max_pending)
 
 
 def traffic(n: int, seed: int, *, shift: float = 0.0, start: int = 0, t0: float = T0, dt: float = 1.0) -> list[dict]:
@@ -279,7 +279,7 @@ def test_window_performance_equals_sklearn_overall_and_per_segment(tmp_path: Pat
         for c, seg in rows.groupby("c1"):
             key = f"c1={c}"
             assert res.support[key] == len(seg)
-            if len(seg) >= mon.min_support and seg["y"].nunique() == 2:
+            if len(seg) >= mon.ref.config.performance.min_support and seg["y"].nunique() == 2:
                 assert res.performance[key]["roc_auc"] == pytest.approx(roc_auc_score(seg["y"], seg["score"]), abs=1e-12)
 
 
