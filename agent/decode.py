@@ -92,8 +92,14 @@ def _timestamps(raw: list[Any], broker_ms: np.ndarray) -> tuple[np.ndarray, np.n
         return out, bad
     arr = np.empty(n, dtype=object)
     arr[:] = raw
-    is_num = np.fromiter((type(v) in _NUMBER for v in raw), bool, n)
-    is_str = np.fromiter((type(v) is str for v in raw), bool, n)
+    kinds = set(map(type, raw))  # usually one: every producer writes timestamps the same way
+    if kinds <= {int, float}:
+        is_num, is_str = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    elif kinds == {str}:
+        is_num, is_str = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    else:
+        is_num = np.fromiter((type(v) in _NUMBER for v in raw), bool, n)
+        is_str = np.fromiter((type(v) is str for v in raw), bool, n)
     if is_num.any():
         nums = arr[is_num].astype(float)
         secs = np.where(nums > 1e11, nums / 1000.0, nums)
@@ -140,6 +146,11 @@ def _fast(values: Sequence[bytes | None], kind: type, max_bytes: int) -> tuple[l
     record can never bleed into its neighbour). Returns the structs (None where the typed decode
     failed) and those positions, which go to the slow path that explains what is wrong."""
     decode = _DECODERS[kind]
+    if values and None not in values and max(map(len, values)) <= max_bytes:  # type: ignore[arg-type]
+        try:
+            return [decode(v) for v in values], []  # the usual case: a clean batch
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
     out: list[Any] = [None] * len(values)
     slow: list[int] = []
     for i, v in enumerate(values):
