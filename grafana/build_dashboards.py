@@ -147,6 +147,16 @@ def build() -> model.Dashboard:
             "excludeByName": {"Time": True, "__name__": True, "instance": True, "job": True, "model": True},
             "renameByName": {"Value": "value"}}))
     )
+    concept = (
+        statushistory.Panel().title("Concept drift and label shift").datasource(DS).span(12).height(8)
+        .description("1 = the detector fired on the error stream of the last settled window (DDM, EDDM, ADWIN, "
+                     "Page-Hinkley, KSWIN, conditional test), or the class priors moved (label shift).")
+        .show_value(common.VisibilityMode.NEVER).legend(LEGEND).tooltip(TOOLTIP).fill_opacity(80)
+        .with_target(query(f"max by (detector) (driftwarden_concept_drift_detected{{{M}}})", "{{detector}}"))
+        .with_target(query(f"driftwarden_label_shift_detected{{{M}}}", "label shift", "B"))
+        .thresholds(dash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps([
+            model.Threshold(value=None, color="green"), model.Threshold(value=1, color="red")]))
+    )
     for p in [
         ts("ROC AUC by segment", "short",
            query(f"driftwarden_performance{{{M},metric=\"roc_auc\"}}", "{{segment}}"),
@@ -154,11 +164,20 @@ def build() -> model.Dashboard:
         ts("Estimated vs realized ROC AUC", "short",
            query(f"driftwarden_estimated_performance{{{M},metric=\"roc_auc\"}}", "estimated (label-free)"),
            query(f"driftwarden_performance{{{M},metric=\"roc_auc\",segment=\"all\"}}", "realized", "B"),
-           desc="The label-free estimate runs ahead of the labels; the realized value follows once they arrive.", hi=1),
+           query(f"driftwarden_performance_lower{{{M},metric=\"roc_auc\",segment=\"all\"}}", "realized, 95% lower", "C"),
+           query(f"driftwarden_performance_upper{{{M},metric=\"roc_auc\",segment=\"all\"}}", "realized, 95% upper", "D"),
+           desc="The label-free estimate runs ahead of the labels; the realized value (with its 95% interval) "
+                "follows once they arrive.", hi=1),
         seg_table,
-        ts("Label coverage", "percentunit", query(f"driftwarden_label_coverage{{{M}}}", "coverage"), lo=0, hi=1,
+        ts("Label coverage", "percentunit", query(f"driftwarden_label_coverage{{{M}}}", "coverage"),
+           query(f"driftwarden_performance_provisional{{{M}}}", "provisional (labels still coming)", "B"), lo=0, hi=1,
            desc="Share of the latest labelled window's predictions that have their label; low coverage weakens "
                 "the performance panels."),
+        concept,
+        ts("Error rate: realized vs expected", "percentunit",
+           query(f"driftwarden_error_rate{{{M}}}", "{{kind}}"),
+           desc="Realized error rate of the last settled window against the rate expected under the reference "
+                "relation P(y|x): realized above expected while inputs are stable points to concept drift.", lo=0),
     ]:
         perf = perf.with_panel(place(p))
 

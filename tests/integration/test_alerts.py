@@ -241,9 +241,8 @@ def test_resolved_alert_opens_no_incident(run) -> None:  # noqa: ANN001
     assert run["agent"].counters.incidents[(MODEL, "alertmanager")] == before
 
 
-@pytest.mark.xfail(strict=True, reason="agent bug: Alertmanager re-sends a group's firing alerts on every change and "
-                   "repeat_interval; Agent._on_alerts opens a new incident each time (no dedup by fingerprint)")
 def test_redelivered_alert_does_not_open_a_second_incident(run) -> None:  # noqa: ANN001
+    """Alertmanager re-sends a group's firing alerts on every change and repeat_interval."""
     alert = {"status": "firing", "labels": {"alertname": "Redelivered", "model": MODEL}, "annotations": {},
              "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "f00dfeed"}
     for _ in range(2):

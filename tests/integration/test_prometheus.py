@@ -157,8 +157,7 @@ def run(broker, tmp_path_factory) -> Iterator[dict[str, Any]]:  # noqa: ANN001
 
         wait_until(judged, 30, "the last window's performance with all labels")
         prom.wait_for(f'driftwarden_label_coverage{{model="{MODEL}"}} == 1', timeout=20)
-        yield {"agent": agent, "prom": prom, "sent": sent, "junk": junk, "dirty": dirty,
-               "phases": phases, "port": agent.http.port}
+        yield {"agent": agent, "prom": prom, "sent": sent, "junk": junk, "port": agent.http.port}
     finally:
         prom.stop()
         stop.set()
@@ -207,6 +206,7 @@ CONTRACT: dict[str, set[str]] = {
     "driftwarden_prediction_drift_score": {"model", "method"},
     "driftwarden_performance": {"model", "metric", "segment"},
     "driftwarden_estimated_performance": {"model", "metric"},
+    "driftwarden_concept_drift_detected": {"model", "detector"},
     "driftwarden_label_delay_seconds_bucket": {"model", "le"},
     "driftwarden_windows_total": {"model"},
     "driftwarden_consumer_lag": {"topic", "partition"},
@@ -308,7 +308,8 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def concrete(expr: str) -> str:
-    """Grafana's variables replaced as Grafana would for this run (1 m covers all of it)."""
+    """Grafana's variables as Grafana would set them for this run ($__rate_interval: 1m, which
+    spans the whole replay, so rate() sees every counter move)."""
     return (expr.replace("$__rate_interval", "1m").replace("$__interval", "15s").replace("$__range", "1h")
             .replace("${model}", MODEL).replace("$model", MODEL))
 
@@ -335,3 +336,4 @@ def test_dashboard_query_returns_data(run, title: str, expr: str) -> None:  # no
     assert not re.search(r"\$\w+|\$\{", promql), f"unreplaced variable in {promql!r}"
     result = run["prom"].wait_for(promql, lambda r: any(math.isfinite(value(e)) for e in r), timeout=15)
     assert result, (title, promql)
+
