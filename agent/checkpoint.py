@@ -188,7 +188,9 @@ def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix
 class Checkpoint:
     """What a checkpoint holds: offsets, counters and each monitor's state."""
 
-    def __init__(self, offsets: dict[tuple[str, int], int], counters: Counters, models: dict[str, Any], arrays: Arrays) -> None:
+    def __init__(self, offsets: dict[tuple[str, int], int], counters: Counters, models: dict[str, Any], arrays: Arrays,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.extra = extra or {}
         self.offsets = offsets
         self.counters = counters
         self.models = models
@@ -204,11 +206,13 @@ class CheckpointStore:
         self._fault = fault or (lambda point: None)
         self.saves = 0
 
-    def save(self, offsets: dict[tuple[str, int], int], counters: Counters, monitors: dict[str, ModelMonitor]) -> None:
+    def save(self, offsets: dict[tuple[str, int], int], counters: Counters, monitors: dict[str, ModelMonitor],
+             extra: dict[str, Any] | None = None) -> None:
+        """``extra``: the service's own JSON-able state (incidents), saved in the same file."""
         arrays: Arrays = {}
         models = {name: monitor_state(mon, arrays, f"m{i}") for i, (name, mon) in enumerate(sorted(monitors.items()))}
         doc = {"format": FORMAT, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
-               "counters": counters.state(), "models": models}
+               "counters": counters.state(), "models": models, "extra": extra or {}}
         arrays["__doc__"] = np.frombuffer(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}.npz")
         with open(tmp, "wb") as f:
@@ -229,7 +233,7 @@ class CheckpointStore:
         if doc.get("format") != FORMAT:
             raise ValueError(f"{self.path}: checkpoint format {doc.get('format')!r}, this agent reads {FORMAT}")
         offsets = {(t, int(p)): int(o) for t, p, o in doc["offsets"]}
-        return Checkpoint(offsets, Counters.from_state(doc["counters"]), doc["models"], arrays)
+        return Checkpoint(offsets, Counters.from_state(doc["counters"]), doc["models"], arrays, doc.get("extra"))
 
     def restore(self, cp: Checkpoint, monitors: dict[str, ModelMonitor]) -> None:
         for name, mon in monitors.items():

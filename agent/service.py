@@ -78,6 +78,10 @@ class Agent:
         if cp is not None:
             self.counters = cp.counters
             self.offsets = dict(cp.offsets)
+            self.incidents = list(cp.extra.get("incidents", []))
+            self._incident_seq = int(cp.extra.get("incident_seq", 0))
+            self._open_incidents = {k: inc for inc in self.incidents if inc.get("status") == "open"
+                                    for k in [inc.get("key", "")] if k}
         self.monitors = {
             name: ModelMonitor(ref, self.counters, ttl_s=cfg.join.ttl, max_pending_labels=cfg.join.max_pending_labels,
                                on_result=self._record)
@@ -190,7 +194,9 @@ class Agent:
         if not self.broker.flush():
             log.warning("dead letters not yet delivered: checkpoint postponed")
             return False
-        self.checkpoints.save(self.offsets, self.counters, self.monitors)
+        with self._incident_lock:
+            extra = {"incidents": list(self.incidents), "incident_seq": self._incident_seq}
+        self.checkpoints.save(self.offsets, self.counters, self.monitors, extra)
         self._last_save = time.monotonic()
         self._unsaved = False
         self.broker.commit(dict(self.offsets))
@@ -295,7 +301,7 @@ class Agent:
                 self._incident_seq += 1
                 inc = {"id": f"inc-{self._incident_seq}", "model": model, "kind": "alertmanager", "status": "open",
                        "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"],
-                       "fingerprint": a["fingerprint"]}
+                       "fingerprint": a["fingerprint"], "key": key}
                 self.incidents.append(inc)
                 self._open_incidents[key] = inc
                 self.counters.incidents[(model, "alertmanager")] += 1
