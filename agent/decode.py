@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 import msgspec
 import numpy as np
@@ -265,32 +265,39 @@ def _column(values: list[Any]) -> np.ndarray:
         return out
 
 
-def _times(recs: list[Any], pos: np.ndarray, broker_ms: np.ndarray, model: str,
-           rejected: list[Rejected]) -> tuple[np.ndarray, np.ndarray]:
-    ts, bad = _timestamps([r.timestamp for r in recs], np.asarray(broker_ms)[pos])
-    for j in np.flatnonzero(bad):
-        rejected.append(Rejected(int(pos[j]), "field 'timestamp' must be RFC 3339 or epoch seconds/milliseconds", model))
-    return ts, ~bad
+def _by_model(values: Sequence[bytes | None], broker_ms: np.ndarray, kind: type, known_models: Collection[str],
+              max_bytes: int) -> tuple[Iterator[tuple[str, np.ndarray, list[Any], np.ndarray, np.ndarray]], list[Rejected]]:
+    """Decode, then per model: positions, valid structs, epoch seconds and ids; records with an
+    unreadable timestamp join the rejected list (sorted by position once all are known)."""
+    structs, rejected = _decode(values, kind, known_models, max_bytes)
+
+    def groups() -> Iterator[tuple[str, np.ndarray, list[Any], np.ndarray, np.ndarray]]:
+        for model, pos in _group(structs).items():
+            recs = [structs[i] for i in pos]
+            ts, bad = _timestamps([r.timestamp for r in recs], np.asarray(broker_ms)[pos])
+            if bad.any():
+                for j in np.flatnonzero(bad):
+                    rejected.append(Rejected(int(pos[j]), "field 'timestamp' must be RFC 3339 or epoch "
+                                             "seconds/milliseconds", model))
+                pos, ts, recs = pos[~bad], ts[~bad], [r for r, b in zip(recs, bad) if not b]
+            ids = np.empty(len(recs), dtype=object)
+            ids[:] = [r.prediction_id for r in recs]
+            yield model, pos, recs, ts, ids
+        rejected.sort(key=lambda r: r.position)
+
+    return groups(), rejected
 
 
 def decode_predictions(
     values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20
 ) -> tuple[dict[str, Predictions], list[Rejected]]:
     """Decode prediction records; valid ones grouped by model, the rest rejected with a reason."""
-    structs, rejected = _decode(values, _Prediction, known_models, max_bytes)
+    groups, rejected = _by_model(values, broker_ms, _Prediction, known_models, max_bytes)
     out: dict[str, Predictions] = {}
-    for model, pos in _group(structs).items():
-        recs = [structs[i] for i in pos]
-        ts, good = _times(recs, pos, broker_ms, model, rejected)
-        if not good.all():
-            pos, ts, recs = pos[good], ts[good], [r for r, g in zip(recs, good) if g]
-        n = len(recs)
-        ids = np.empty(n, dtype=object)
-        ids[:] = [r.prediction_id for r in recs]
-        score = np.fromiter((np.nan if r.score is None else r.score for r in recs), float, n)
+    for model, pos, recs, ts, ids in groups:
+        score = np.fromiter((np.nan if r.score is None else r.score for r in recs), float, len(recs))
         out[model] = Predictions(model, pos, ids, ts, _column([r.prediction for r in recs]), score,
                                  [r.features for r in recs])
-    rejected.sort(key=lambda r: r.position)
     return out, rejected
 
 
@@ -298,17 +305,8 @@ def decode_labels(
     values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20
 ) -> tuple[dict[str, Labels], list[Rejected]]:
     """Decode label records; valid ones grouped by model, the rest rejected with a reason."""
-    structs, rejected = _decode(values, _Label, known_models, max_bytes)
-    out: dict[str, Labels] = {}
-    for model, pos in _group(structs).items():
-        recs = [structs[i] for i in pos]
-        ts, good = _times(recs, pos, broker_ms, model, rejected)
-        if not good.all():
-            pos, ts, recs = pos[good], ts[good], [r for r, g in zip(recs, good) if g]
-        ids = np.empty(len(recs), dtype=object)
-        ids[:] = [r.prediction_id for r in recs]
-        out[model] = Labels(model, pos, ids, ts, _column([r.label for r in recs]))
-    rejected.sort(key=lambda r: r.position)
+    groups, rejected = _by_model(values, broker_ms, _Label, known_models, max_bytes)
+    out = {model: Labels(model, pos, ids, ts, _column([r.label for r in recs])) for model, pos, recs, ts, ids in groups}
     return out, rejected
 
 
