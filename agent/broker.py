@@ -72,7 +72,7 @@ class Broker(Protocol):
     def start(self) -> None: ...
     def poll(self, max_records: int, timeout_s: float) -> list[RecordBatch]: ...
     def seek(self, offsets: dict[TopicPartitionKey, int]) -> None: ...
-    def commit(self, offsets: dict[TopicPartitionKey, int]) -> bool: ...
+    def commit(self, offsets: dict[TopicPartitionKey, int], timeout_s: float | None = None) -> bool: ...
     def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
                     partition: int, offset: int) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> bool: ...
@@ -280,8 +280,9 @@ class KafkaBroker:
                 raise ValueError(f"offset for {topic}[{partition}] must be >= 0, got {offset}")
             self._consumer.seek(TopicPartition(topic, partition), int(offset))
 
-    def commit(self, offsets: dict[TopicPartitionKey, int]) -> bool:
-        """Synchronously commit exactly these next-offsets; False (logged) if the broker refused.
+    def commit(self, offsets: dict[TopicPartitionKey, int], timeout_s: float | None = None) -> bool:
+        """Synchronously commit exactly these next-offsets; False (logged) if the broker refused
+        or ``timeout_s`` passed.
 
         The agent's checkpoint is the source of truth; the group commit is a hint.
         """
@@ -293,7 +294,8 @@ class KafkaBroker:
         consumer = self._require_started()
         try:
             consumer.commit({TopicPartition(t, p): OffsetAndMetadata(int(o), "", -1)
-                             for (t, p), o in offsets.items()})
+                             for (t, p), o in offsets.items()},
+                            timeout_ms=None if timeout_s is None else int(timeout_s * 1000))
         except KafkaError as exc:
             log.warning("commit of %d partitions failed: %r", len(offsets), exc)
             return False

@@ -251,7 +251,6 @@ class ConfluentBroker:
                 consumer.close()
             except Exception:  # noqa: BLE001 - closing a consumer on a dead broker
                 log.warning("consumer close failed", exc_info=True)
-        self._dlq = []
         with self._state_lock:   # a deliberate close is not a connection loss: no warning
             self._connected = False
 
@@ -344,7 +343,7 @@ class ConfluentBroker:
                         raise
                     time.sleep(0.02)
 
-    def commit(self, offsets: dict[TopicPartitionKey, int]) -> bool:
+    def commit(self, offsets: dict[TopicPartitionKey, int], timeout_s: float | None = None) -> bool:
         """Synchronously commit exactly these next-offsets; False (logged) if the broker refused.
 
         The agent's checkpoint is the source of truth; the group commit is a hint.
@@ -356,6 +355,8 @@ class ConfluentBroker:
         assert ck is not None
         tps = [ck.TopicPartition(t, p, int(o)) for (t, p), o in offsets.items()]
         try:
+            if timeout_s is not None and not self.connected():
+                return False  # librdkafka's synchronous commit has no timeout of its own
             result = consumer.commit(offsets=tps, asynchronous=False)
         except ck.KafkaException as exc:
             log.warning("commit of %d partitions failed: %s", len(offsets), exc.args[0])

@@ -50,6 +50,7 @@ class KafkaConfig(_Frozen):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     bootstrap_servers: str = "localhost:9092"
+    client: Literal["kafka-python", "confluent"] = "kafka-python"  # confluent: librdkafka, ~4x faster fetch
     predictions_topic: str = "predictions"
     labels_topic: str = "labels"
     group_id: str = "driftwarden"

@@ -23,7 +23,9 @@ from detectors.drift import DatasetDriftReport, FeatureSummary
 from detectors.performance import classification_performance, regression_performance, segment_performance
 from detectors.result import DriftResult
 
-__all__ = ["ModelMonitor", "WindowResult"]
+__all__ = ["ModelMonitor", "WindowResult", "MAX_UNEXPECTED_KEYS"]
+
+MAX_UNEXPECTED_KEYS = 100  # distinct unexpected feature names exported per model
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +181,15 @@ class ModelMonitor:
     def _count_violations(self, cols: FeatureColumns, codes: dict[str, np.ndarray]) -> None:
         v = self.ref.schema.check_batch(cols.values, cols.missing, cols.type_errors, cols.unexpected, codes)
         m = self.name
+        schema = self.counters.schema
         for (feat, kind), c in v.schema.items():
-            self.counters.schema[(m, feat, kind)] += c
+            key = (m, feat, kind)
+            if kind == "unexpected" and key not in schema:
+                # Unknown keys are unbounded (a producer can put ids in key names): name the first
+                # MAX_UNEXPECTED_KEYS, count the rest under one series.
+                if sum(1 for mm, _, kk in schema if mm == m and kk == "unexpected") >= MAX_UNEXPECTED_KEYS:
+                    key = (m, "__other__", kind)
+            schema[key] += c
         for (feat, kind), c in v.skew.items():
             self.counters.skew[(m, feat, kind)] += c
 

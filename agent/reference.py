@@ -59,7 +59,10 @@ class ModelReference:
 
     @classmethod
     def load(cls, name: str, config: ModelConfig) -> ModelReference:
-        frame = read_table(config.reference)
+        try:
+            frame = read_table(config.reference)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"models.{name}.reference: {e}") from None
         return cls.from_frame(name, config, frame)
 
     @classmethod

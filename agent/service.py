@@ -61,6 +61,8 @@ class Agent:
         self.offsets: dict[TopicPartitionKey, int] = {}  # next offset whose effect is NOT in state
         self._last_save = time.monotonic()
         self._unsaved = False
+        self.lag_interval_s = 5.0
+        self._lag_at = -float("inf")
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -112,9 +114,14 @@ class Agent:
                 bootstrap = self._embedded.bootstrap
                 log.info("embedded broker at %s", bootstrap)
             self._ensure_topics(bootstrap)
-            self._broker = KafkaBroker(bootstrap, [cfg.kafka.predictions_topic, cfg.kafka.labels_topic], cfg.kafka.group_id,
-                                       client_options=cfg.kafka.client_options, on_assign=self._on_assign,
-                                       on_revoke=self._on_revoke)
+            backend: Any = KafkaBroker
+            if cfg.kafka.client == "confluent":
+                from agent.broker_confluent import ConfluentBroker
+
+                backend = ConfluentBroker
+            self._broker = backend(bootstrap, [cfg.kafka.predictions_topic, cfg.kafka.labels_topic], cfg.kafka.group_id,
+                                   client_options=cfg.kafka.client_options, on_assign=self._on_assign,
+                                   on_revoke=self._on_revoke)
         self._broker.start()
         self._started = True
 
@@ -187,11 +194,11 @@ class Agent:
             done += 1
             self.batches += 1
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self, commit_timeout_s: float | None = None, flush_timeout_s: float = 30.0) -> bool:
         """Save state + offsets atomically, then commit those offsets to Kafka (a hint only).
 
         Dead letters are flushed first: a record's effect includes its dead letter."""
-        if not self.broker.flush():
+        if not self.broker.flush(flush_timeout_s):
             log.warning("dead letters not yet delivered: checkpoint postponed")
             return False
         with self._incident_lock:
@@ -199,7 +206,7 @@ class Agent:
         self.checkpoints.save(self.offsets, self.counters, self.monitors, extra)
         self._last_save = time.monotonic()
         self._unsaved = False
-        self.broker.commit(dict(self.offsets))
+        self.broker.commit(dict(self.offsets), timeout_s=commit_timeout_s)
         return True
 
     def _on_assign(self, partitions: set[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
@@ -224,8 +231,11 @@ class Agent:
             self._publish()
         log.info("stopping: checkpoint, commit, close the consumer")
         try:
-            self.checkpoint()
-            self.broker.close()
+            # Bounded: within a Kubernetes grace period even with the broker gone (the commit is a
+            # hint; undelivered dead letters keep the previous checkpoint, so nothing is lost).
+            up = self.broker.connected()
+            self.checkpoint(commit_timeout_s=3.0 if up else 0.1, flush_timeout_s=5.0 if up else 1.0)
+            self.broker.close(timeout_s=5.0)
         except Exception as e:  # noqa: BLE001 - keep shutting down
             log.warning("broker close failed: %s", e)
         if self.http is not None:
@@ -240,10 +250,15 @@ class Agent:
     def _publish(self) -> None:
         latest = {m: mon.latest for m, mon in self.monitors.items() if mon.latest is not None}
         perf = {m: mon.latest_perf for m, mon in self.monitors.items() if mon.latest_perf is not None}
-        try:
-            lag = self.broker.lag()
-        except Exception:  # noqa: BLE001 - lag is informative only
-            lag = self._snapshot.lag
+        lag = self._snapshot.lag
+        now = time.monotonic()
+        # a broker round trip: not on every poll, and not while the broker is gone (it would wait)
+        if now - self._lag_at >= self.lag_interval_s and self.broker.connected():
+            self._lag_at = now
+            try:
+                lag = self.broker.lag()
+            except Exception:  # noqa: BLE001 - lag is informative only
+                pass
         self._snapshot = Snapshot(
             counters=self.counters.copy(), latest=latest, latest_performance=perf,
             pending_labels={m: len(mon.pending) for m, mon in self.monitors.items()},

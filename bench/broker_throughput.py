@@ -3,14 +3,16 @@
     python bench/broker_throughput.py [--records 200000] [--partitions 1] [--max-records 10000]
 
 Produces N JSON prediction records with 20 numeric features (KafkaProducerSink), then reads them
-all with KafkaBroker.poll (group consumer, the agent's path) and, side by side, with a bare
-kafka-python KafkaConsumer on assign() (no group: the client's ceiling). Records are counted by
-reading them. Prints one table.
+all, from the same topic, with KafkaBroker.poll (kafka-python group consumer, the agent's default
+path), ConfluentBroker.poll (confluent-kafka, the optional backend behind the same seam) and, as
+each client's ceiling, a bare consumer on assign() (no group). Records are counted by reading
+them. Prints one table and the load average (the machines are shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.broker import KafkaBroker, KafkaProducerSink  # noqa: E402
+from agent.broker import Broker, KafkaBroker, KafkaProducerSink  # noqa: E402
+from agent.broker_confluent import ConfluentBroker  # noqa: E402
 from agent.embedded import EmbeddedBroker  # noqa: E402
 
 
@@ -43,10 +46,11 @@ def bench_produce(bootstrap: str, topic: str, values: list[bytes], partitions: i
     return time.perf_counter() - start
 
 
-def bench_seam(bootstrap: str, topic: str, n: int, max_records: int) -> tuple[float, float]:
+def bench_seam(bootstrap: str, topic: str, n: int, max_records: int,
+               backend: type[Broker] = KafkaBroker) -> tuple[float, float]:
     """(seconds to first records incl. group join, seconds from first record to the last)."""
     start = time.perf_counter()
-    with KafkaBroker(bootstrap, [topic], group_id=f"bench-{time.time_ns()}") as kb:
+    with backend(bootstrap, [topic], group_id=f"bench-{time.time_ns()}") as kb:  # type: ignore[call-arg]
         got, first = 0, None
         while got < n:
             batches = kb.poll(max_records=max_records, timeout_s=1.0)
@@ -79,6 +83,26 @@ def bench_bare(bootstrap: str, topic: str, n: int, partitions: int, max_records:
     return end - first
 
 
+def bench_bare_confluent(bootstrap: str, topic: str, n: int, partitions: int,
+                         max_records: int) -> float:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-bare",
+                         "enable.auto.commit": False, "fetch.max.bytes": 64 << 20,
+                         "max.partition.fetch.bytes": 16 << 20})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    got, first = 0, None
+    while got < n:
+        msgs = consumer.consume(num_messages=max_records, timeout=1.0)
+        if msgs and first is None:
+            first = time.perf_counter()
+        got += sum(1 for m in msgs if m.error() is None)
+    end = time.perf_counter()
+    consumer.close()
+    assert first is not None
+    return end - first
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, default=200_000)
@@ -91,6 +115,7 @@ def main() -> None:
     except ImportError:
         crc = "pure-python CRC (install crc32c!)"
 
+    load_before = os.getloadavg()
     values = make_values(args.records)
     size = sum(map(len, values)) / len(values)
     with EmbeddedBroker() as tansu:
@@ -99,6 +124,15 @@ def main() -> None:
         t_prod = bench_produce(tansu.bootstrap, topic, values, args.partitions)
         t_join, t_seam = bench_seam(tansu.bootstrap, topic, args.records, args.max_records)
         t_bare = bench_bare(tansu.bootstrap, topic, args.records, args.partitions, args.max_records)
+        try:
+            import confluent_kafka  # noqa: F401
+        except ImportError:
+            confluent = None
+        else:
+            confluent = (*bench_seam(tansu.bootstrap, topic, args.records, args.max_records,
+                                     ConfluentBroker),
+                         bench_bare_confluent(tansu.bootstrap, topic, args.records,
+                                              args.partitions, args.max_records))
 
     n = args.records
     print(f"tansu embedded (memory), {n:,} records x {size:.0f} B, {args.partitions} partition(s), "
@@ -108,8 +142,21 @@ def main() -> None:
             ("KafkaBroker group join -> first records", t_join, None),
             ("KafkaBroker.poll (group, -> RecordBatch)", t_seam, n / t_seam),
             ("peer: bare KafkaConsumer.poll (assign)", t_bare, n / t_bare)]
+    if confluent is not None:
+        c_join, c_seam, c_bare = confluent
+        rows += [("ConfluentBroker group join -> first records", c_join, None),
+                 ("ConfluentBroker.poll (group, -> RecordBatch)", c_seam, n / c_seam),
+                 ("peer: bare confluent Consumer.consume", c_bare, n / c_bare)]
     for name, secs, rate in rows:
         print(f"{name:<44}{secs:>10.2f}{(f'{rate:,.0f}' if rate else '-'):>14}")
+    if confluent is None:
+        print("ConfluentBroker: confluent-kafka not installed (pip install confluent-kafka)")
+
+    def fmt(load: tuple[float, float, float]) -> str:
+        return ", ".join(f"{x:.2f}" for x in load)
+
+    print(f"load average (1, 5, 15 min) on {os.cpu_count()} CPUs: before {fmt(load_before)}, "
+          f"after {fmt(os.getloadavg())}")
 
 
 if __name__ == "__main__":

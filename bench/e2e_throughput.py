@@ -7,8 +7,9 @@ and labels for half of them produced up front; then, side by side on the same to
 
 - ``bare consumer``: agent.broker.KafkaBroker polling every record and doing nothing with it
   (the client's ceiling: the agent cannot be faster than this);
-- ``agent``: the real Agent (decode, validate, join, windows, drift verdicts, metrics snapshot,
-  checkpoints, offset commits) consuming the same records in its own consumer group.
+- ``agent (kafka-python)`` and ``agent (confluent)``: the real Agent (decode, validate, join,
+  windows, drift verdicts, metrics snapshot, checkpoints, offset commits) consuming the same
+  records in its own consumer group, with each Kafka client behind the Broker seam.
 
 Rates are counted from the first record received (the consumer-group join, ~3 s with tansu, is
 reported separately). Single agent process; the broker runs on the same 2-core machine.
@@ -63,11 +64,12 @@ def bare(bootstrap: str, topics: list[str], total: int) -> tuple[float, float]:
 
 
 def agent_run(bootstrap: str, topics: dict[str, str], ref: Path, nf: int, total_preds: int, total_labels: int,
-              state: Path) -> tuple[float, float]:
+              state: Path, client: str = "kafka-python") -> tuple[float, float]:
     numeric, categorical = feature_names(nf)
     cfg = build_config({
         "kafka": {"bootstrap_servers": bootstrap, "predictions_topic": topics["predictions"],
-                  "labels_topic": topics["labels"], "group_id": f"agent-{time.time_ns()}"},
+                  "labels_topic": topics["labels"], "group_id": f"agent-{time.time_ns()}",
+                  "client": client},
         "http": {"host": "127.0.0.1", "port": 0}, "state_dir": str(state),
         "models": {MODEL: {"task": "binary_classification", "reference": str(ref), "target": "y",
                            "prediction": "y_pred", "score": "y_proba", "features": numeric + categorical,
@@ -98,7 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"driftwarden end to end through tansu: {args.events:,} predictions + 50% labels, one partition per topic")
     print(f"os.cpu_count()={os.cpu_count()}, os.getloadavg() before={tuple(round(x, 2) for x in os.getloadavg())}")
-    header = f"{'features':>8}  {'path':<14}{'records':>10}{'join s':>8}{'seconds':>9}{'records/s':>11}"
+    header = f"{'features':>8}  {'path':<23}{'records':>10}{'join s':>8}{'seconds':>9}{'records/s':>11}"
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker:
@@ -110,11 +112,14 @@ def main() -> None:
             broker.create_topics(list(topics.values()), partitions=1)
             n_labels = sum(len(b) for poll in polls for b in poll if b.topic == "labels")
             total, secs = produce(broker.bootstrap, polls, topics)
-            print(f"{nf:>8}  {'produce':<14}{total:>10,}{'':>8}{secs:>9.2f}{total / secs:>11,.0f}")
+            print(f"{nf:>8}  {'produce':<23}{total:>10,}{'':>8}{secs:>9.2f}{total / secs:>11,.0f}")
             join, secs = bare(broker.bootstrap, list(topics.values()), total)
-            print(f"{nf:>8}  {'bare consumer':<14}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}")
-            join, secs = agent_run(broker.bootstrap, topics, ref, nf, args.events, n_labels, Path(tmp) / f"state{nf}")
-            print(f"{nf:>8}  {'agent':<14}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}")
+            print(f"{nf:>8}  {'bare kafka-python':<23}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}")
+            for client in ("kafka-python", "confluent"):
+                join, secs = agent_run(broker.bootstrap, topics, ref, nf, args.events, n_labels,
+                                       Path(tmp) / f"state{nf}{client}", client)
+                name = f"agent ({client})"
+                print(f"{nf:>8}  {name:<23}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}")
     print(f"os.getloadavg() after={tuple(round(x, 2) for x in os.getloadavg())}")
 
 

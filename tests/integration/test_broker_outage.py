@@ -2,8 +2,13 @@
 SIGKILL while a real `driftwarden run` process consumes, stays down a while, and is restarted on
 the same storage and port. The agent must report not-ready (503 on /readyz) while the broker is
 gone and stay alive (/healthz 200), become ready again when it returns, and end with exactly the
-counts of the rows sent: nothing lost, nothing counted twice (after a tansu restart the consumer
-group is rebuilt from scratch; the agent resumes from its own in-memory offsets, not Kafka's).
+counts of the rows sent: nothing lost, nothing counted twice. The agent resumes from its own
+in-memory position: if the group is rebuilt its on_assign hands those offsets back (Kafka's
+committed ones may trail them). The tansu 0.6 build here keeps the group on s3:// across the
+restart (no rebalance was seen with outages of 8 to 25 s); the log line count is printed.
+
+Finally the broker is killed again and the agent gets SIGTERM: it must still exit 0, in a
+bounded time, with a checkpoint covering everything it counted.
 """
 
 from __future__ import annotations
@@ -174,7 +179,7 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         assert down_after < 10, f"readiness took {down_after:.1f}s to notice the outage"
         _, body = _get(f"http://127.0.0.1:{port}/readyz")
         assert "broker" in json.loads(body)["reason"]
-        time.sleep(8.0)  # longer than the session timeout (6 s): the group must be rebuilt
+        time.sleep(8.0)  # longer than the consumer's session timeout (6 s)
         assert proc.poll() is None, _tail(log)
         assert _status(port, "/healthz") == 200
         assert _status(port, "/readyz") == 503
@@ -188,8 +193,9 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         with KafkaProducerSink(broker.bootstrap) as sink:
             replay(sink, second[0], topics[0], second[1], topics[1], MODEL, label_delay=500, progress=False)
         _wait(lambda: count("predictions") >= ROWS and count("labels") >= len(labels)
-              and (_events(port) or {}).get(("unknown", "predictions", "invalid"), 0) >= 1, 90, "every record", proc, log)
-        time.sleep(2.0)  # further polls must find nothing more: no re-read after the group rebuild
+              and (_events(port) or {}).get(("unknown", "predictions", "invalid"), 0) >= 1,
+              90, "every record", proc, log)
+        time.sleep(2.0)  # further polls must find nothing more: no re-read after the reconnect
         final = _events(port)
         assert final is not None
         expected = {
@@ -223,7 +229,8 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         assert cp.counters.events[(MODEL, "predictions", "ok")] == ROWS
         print(f"counted {counted_at_kill:.0f} of {half + len(first[1])} first-half records at the kill; "
               f"/readyz 503 after {down_after:.1f}s, 200 again {up_after:.1f}s after the restart; "
-              f"SIGTERM with the broker down: exit 0 in {stop_s:.1f}s")
+              f"SIGTERM with the broker down: exit 0 in {stop_s:.1f}s; "
+              f"{log.read_text().count('agent.broker: assigned')} partition assignment(s) in the log")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -43,7 +43,7 @@ def _config(tmp: Path, bootstrap: str, topics: tuple[str, str], group: str, **mo
                   "group_id": group, "max_poll_records": 100},
         "http": {"host": "127.0.0.1", "port": free_port()},
         "state_dir": str(tmp / "state"),
-        "checkpoint": {"interval_s": 0.5},
+        "checkpoint": {"interval_s": 3600},  # only window closes and stop() write checkpoints
         "models": {MODEL: {
             "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba",
@@ -129,11 +129,15 @@ def test_sigterm_mid_stream_checkpoints_commits_and_restart_counts_once(broker, 
     # 1. SIGTERM while consuming.
     proc = _start(config, log)
     _wait(proc, port, lambda c: c.get((MODEL, "predictions", "ok"), 0) >= 1_000, 60, log)
+    signalled = time.time()
     took = _sigterm(proc, log)
     assert "stopping: checkpoint, commit, close the consumer" in log.read_text()
 
-    cp = CheckpointStore(tmp_path / "state").load()
-    assert cp is not None, "no checkpoint written on SIGTERM"
+    store = CheckpointStore(tmp_path / "state")
+    assert store.path.exists(), "no checkpoint written on SIGTERM"
+    assert store.path.stat().st_mtime >= signalled - 0.05, "the checkpoint predates SIGTERM: stop() did not save"
+    cp = store.load()
+    assert cp is not None
     ev = cp.counters.events
     p_off, l_off = cp.offsets.get((topics[0], 0), 0), cp.offsets.get((topics[1], 0), 0)
     # The checkpoint covers exactly the records it took in: offsets 0..n-1 of each partition are
