@@ -147,13 +147,26 @@ class CategoricalBins:
 
     def codes(self, values: np.ndarray | pd.Series) -> np.ndarray:
         """Category index per value; ``len(categories)`` for other, ``-1`` for null."""
+        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+            # pandas categoricals: look up the (few) categories, not the values
+            lookup = self._lookup(values.cat.categories.to_numpy(dtype=object))
+            raw = values.cat.codes.to_numpy()
+            return np.where(raw >= 0, lookup[raw] if lookup.size else -1, -1).astype(np.int64)
         v = np.asarray(values, dtype=object)
+        if v.size > 10_000 and pd.api.types.infer_dtype(v, skipna=True) == "string":
+            # all strings: hash once, look up the distinct values only
+            raw, uniques = pd.factorize(v)
+            lookup = self._lookup(np.asarray(uniques, dtype=object))
+            return np.where(raw >= 0, lookup[raw] if lookup.size else -1, -1).astype(np.int64)
         null = pd.isna(v)
         # str() keys make 1 / "1" / True agree with the reference, which was fitted the same way.
-        v = v.astype(str)
-        codes = self._index.get_indexer(v)
-        codes[codes < 0] = self.categories.size
+        codes = self._lookup(v)
         codes[null] = -1
+        return codes
+
+    def _lookup(self, values: np.ndarray) -> np.ndarray:
+        codes = self._index.get_indexer(values.astype(str))
+        codes[codes < 0] = self.categories.size
         return codes
 
     def summarise(self, values: np.ndarray | pd.Series) -> BinCounts:
