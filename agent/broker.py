@@ -123,6 +123,40 @@ def _common_options(options: dict[str, Any], drop: set[str]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in drop}
 
 
+def dead_letter_record(topic: str, value: bytes | None, reason: str, partition: int, offset: int,
+                       max_value_bytes: int) -> tuple[str, bytes | None, list[tuple[str, bytes]]]:
+    """``(dlq topic, value, headers)`` for a rejected record: the original bytes cut to
+    ``max_value_bytes`` (then ``dlq.original.size`` holds the full length), with the reason and
+    the source position as headers. Shared by every backend so a DLQ reads the same whatever the
+    client."""
+    headers = [(DLQ_REASON, reason.encode("utf-8", "replace")),
+               (DLQ_SOURCE_TOPIC, topic.encode()),
+               (DLQ_SOURCE_PARTITION, str(partition).encode()),
+               (DLQ_SOURCE_OFFSET, str(offset).encode())]
+    if value is not None and len(value) > max_value_bytes:
+        headers.append((DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
+        value = value[:max_value_bytes]
+    return topic + DLQ_SUFFIX, value, headers
+
+
+class ConnectionState:
+    """Thread-safe connected flag that logs each change once (shared by the backends)."""
+
+    _state_lock: threading.Lock
+    _connected: bool
+    bootstrap_servers: str | list[str]
+
+    def _set_connected(self, state: bool) -> None:
+        with self._state_lock:
+            if state == self._connected:
+                return
+            self._connected = state
+        if state:
+            log.info("broker connection up (%s)", self.bootstrap_servers)
+        else:
+            log.warning("broker connection down (%s)", self.bootstrap_servers)
+
+
 @dataclass(slots=True)
 class _DeadLetter:
     topic: str
@@ -132,7 +166,7 @@ class _DeadLetter:
     future: Any = field(default=None)
 
 
-class KafkaBroker:
+class KafkaBroker(ConnectionState):
     """`Broker` on kafka-python: a group consumer plus a producer for dead letters."""
 
     def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
@@ -339,16 +373,6 @@ class KafkaBroker:
     def _update_connected(self) -> None:
         self._set_connected(_client_connected(self._consumer))
 
-    def _set_connected(self, state: bool) -> None:
-        with self._state_lock:
-            if state == self._connected:
-                return
-            self._connected = state
-        if state:
-            log.info("broker connection up (%s)", self.bootstrap_servers)
-        else:
-            log.warning("broker connection down (%s)", self.bootstrap_servers)
-
     # dead letters --------------------------------------------------------------------------
 
     def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
@@ -358,14 +382,9 @@ class KafkaBroker:
         The value is the original bytes, cut to `dlq_max_value_bytes` (then header
         `dlq.original.size` holds the full length). Headers carry reason and source position.
         """
-        headers = [(DLQ_REASON, reason.encode("utf-8", "replace")),
-                   (DLQ_SOURCE_TOPIC, topic.encode()),
-                   (DLQ_SOURCE_PARTITION, str(partition).encode()),
-                   (DLQ_SOURCE_OFFSET, str(offset).encode())]
-        if value is not None and len(value) > self.dlq_max_value_bytes:
-            headers.append((DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
-            value = value[: self.dlq_max_value_bytes]
-        self._dlq.append(_DeadLetter(topic + DLQ_SUFFIX, key, value, headers))
+        dlq_topic, value, headers = dead_letter_record(topic, value, reason, partition, offset,
+                                                       self.dlq_max_value_bytes)
+        self._dlq.append(_DeadLetter(dlq_topic, key, value, headers))
         self._send_dead_letters()
 
     def _send_dead_letters(self) -> None:

@@ -34,9 +34,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from agent.broker import (DLQ_ORIGINAL_SIZE, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION,
-                          DLQ_SOURCE_TOPIC, DLQ_SUFFIX, OnAssign, OnRevoke, RecordBatch,
-                          TopicPartitionKey)
+from agent.broker import (ConnectionState, OnAssign, OnRevoke, RecordBatch, TopicPartitionKey,
+                          dead_letter_record)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ class _DeadLetter:
         self.state = "queued"   # queued -> in_flight -> delivered | queued (failed: retried)
 
 
-class ConfluentBroker:
+class ConfluentBroker(ConnectionState):
     """`Broker` on confluent-kafka: a group consumer plus a producer for dead letters."""
 
     def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
@@ -424,16 +423,6 @@ class ConfluentBroker:
             return
         self._set_connected(any(b.get("state") == "UP" for b in brokers.values()))
 
-    def _set_connected(self, state: bool) -> None:
-        with self._state_lock:
-            if state == self._connected:
-                return
-            self._connected = state
-        if state:
-            log.info("broker connection up (%s)", self._bootstrap)
-        else:
-            log.warning("broker connection down (%s)", self._bootstrap)
-
     # dead letters --------------------------------------------------------------------------
 
     def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
@@ -443,14 +432,9 @@ class ConfluentBroker:
         The value is the original bytes, cut to `dlq_max_value_bytes` (then header
         `dlq.original.size` holds the full length). Headers carry reason and source position.
         """
-        headers = [(DLQ_REASON, reason.encode("utf-8", "replace")),
-                   (DLQ_SOURCE_TOPIC, topic.encode()),
-                   (DLQ_SOURCE_PARTITION, str(partition).encode()),
-                   (DLQ_SOURCE_OFFSET, str(offset).encode())]
-        if value is not None and len(value) > self.dlq_max_value_bytes:
-            headers.append((DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
-            value = value[: self.dlq_max_value_bytes]
-        self._dlq.append(_DeadLetter(topic + DLQ_SUFFIX, key, value, headers))
+        dlq_topic, value, headers = dead_letter_record(topic, value, reason, partition, offset,
+                                                       self.dlq_max_value_bytes)
+        self._dlq.append(_DeadLetter(dlq_topic, key, value, headers))
         self._send_dead_letters()
 
     def _send_dead_letters(self) -> None:
