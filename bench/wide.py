@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=1000)
     ap.add_argument("--shifted", type=int, default=10)
     ap.add_argument("--data-dir", type=Path, default=Path("/tmp/driftwarden_wide"))
-    ap.add_argument("--chunk", type=int, default=50, help="columns read per chunk")
+    ap.add_argument("--chunk", type=int, default=25, help="columns read per chunk")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--n-bins", type=int, default=20)
     ap.add_argument("--edge-sample", type=int, default=300_000)
