@@ -24,6 +24,7 @@ from detectors.univariate import (
     jensen_shannon_bins,
     ks_bins,
     ks_wasserstein_samples,
+    reference_prefix,
     psi_bins,
     wasserstein_bins,
 )
@@ -82,6 +83,7 @@ class FeatureDrift:
     sample_cap: int = 100_000
     _binner: NumericBins | CategoricalBins | None = field(default=None, repr=False)
     _ref_sorted: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    _ref_prefix: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     _ref_bins: BinCounts | None = field(default=None, repr=False)
     _scale: float = 1.0
     _low: float = 0.0
@@ -112,6 +114,7 @@ class FeatureDrift:
             # Exact KS/Wasserstein need the sorted column; with sample_cap=0 no window keeps a
             # sample, so none is kept and memory stays O(bins) (wide data, many features).
             self._ref_sorted = np.sort(ref) if self.sample_cap > 0 else np.empty(0)
+            self._ref_prefix = reference_prefix(self._ref_sorted) if self.sample_cap > 0 else np.empty(0)
             self._scale = float(ref.std())
             self._low, self._high = float(ref.min()), float(ref.max())
         else:
@@ -149,7 +152,7 @@ class FeatureDrift:
         if self.kind == "numeric":
             sample = window.values()
             if sample is not None and sample.size:
-                d, p, w = ks_wasserstein_samples(self._ref_sorted, sample)
+                d, p, w = ks_wasserstein_samples(self._ref_sorted, sample, self._ref_prefix)
                 w = w / self._scale if self._scale > 0 else w
             else:
                 w = wasserstein_bins(ref, win, self._low, self._high, self._scale)

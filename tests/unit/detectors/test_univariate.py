@@ -318,3 +318,16 @@ def test_evidently_chisquare_is_goodness_of_fit_not_homogeneity(shift: float) ->
     _, p = chi2_bins(rb, wb)
     assert p >= gof.pvalue  # homogeneity accounts for reference noise: never more significant here
     assert (p < 0.05) == res.drifted
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ref=st.lists(st.floats(-1e3, 1e3, allow_nan=False).map(lambda x: round(x, 1)), min_size=1, max_size=60),
+    win=st.lists(st.floats(-1e3, 1e3, allow_nan=False).map(lambda x: round(x, 1)), min_size=1, max_size=60),
+)
+def test_ks_wasserstein_fast_path_equals_scipy_on_arbitrary_samples(ref: list[float], win: list[float]) -> None:
+    """The O(n_window log n_reference) formulation against scipy on tiny, tied, disjoint samples."""
+    r = np.sort(np.array(ref))
+    d, _, w = ks_wasserstein_samples(r, np.array(win))
+    assert d == pytest.approx(stats.ks_2samp(r, win).statistic, abs=1e-12)
+    assert w == pytest.approx(stats.wasserstein_distance(r, win), rel=1e-9, abs=1e-9)
