@@ -20,7 +20,8 @@ from agent.decode import FeatureColumns, Labels, Predictions, extract_features
 from agent.reference import ModelReference
 from agent.windows import RowStore, Window
 from detectors.drift import DatasetDriftReport, FeatureSummary
-from detectors.performance import classification_performance, regression_performance, segment_performance
+from detectors.performance import classification_performance, regression_performance
+from detectors.segments import segment_performance
 from detectors.result import DriftResult
 
 __all__ = ["ModelMonitor", "WindowResult", "MAX_UNEXPECTED_KEYS"]

@@ -12,7 +12,7 @@ import pandas as pd
 from agent.config import ModelConfig
 from detectors.cbpe import CBPE
 from detectors.drift import DatasetDrift, FeatureDrift
-from detectors.performance import SegmentSpec
+from detectors.segments import SegmentSpec
 from detectors.schema import Schema
 from detectors.verdict import VerdictPolicy
 

@@ -17,17 +17,15 @@ from detectors.mmd import MMDDrift
 from detectors.performance import (
     ConfusionSummary,
     PerformanceResult,
-    SegmentPerformance,
-    SegmentSpec,
     classification_metrics,
     classification_performance,
     delong_interval,
     hanley_mcneil_interval,
     regression_metrics,
     regression_performance,
-    segment_performance,
     wilson_interval,
 )
+from detectors.segments import SegmentPerformance, SegmentSpec, segment_performance
 from detectors.result import DriftResult, StreamVerdict
 from detectors.schema import BatchViolations, ColumnSchema, Schema
 from detectors.skew import SkewReport, linf_distance, scale_factor, value_skew

@@ -14,15 +14,14 @@ from sklearn.preprocessing import label_binarize
 
 from detectors.performance import (
     ConfusionSummary,
-    SegmentSpec,
     classification_metrics,
     classification_performance,
     delong_interval,
     regression_metrics,
     regression_performance,
-    segment_performance,
     wilson_interval,
 )
+from detectors.segments import SegmentSpec, segment_performance
 
 
 def binary_data(seed: int, n: int = 400, rounded: bool = True):
