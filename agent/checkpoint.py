@@ -90,6 +90,8 @@ def _window_state(arrays: Arrays, prefix: str, w: Window) -> dict[str, Any]:
         arrays[f"{prefix}.{col}"] = getattr(rows, col)[:n]
     for j, (c, v) in enumerate(rows.segments.items()):
         _put_objects(arrays, f"{prefix}.seg{j}", v[:n])
+    for j, (c, v) in enumerate(rows.proba.items()):
+        arrays[f"{prefix}.proba{j}"] = v[:n]
     verdict = None
     if w.verdict is not None:
         report, pred = w.verdict
@@ -102,7 +104,7 @@ def _window_state(arrays: Arrays, prefix: str, w: Window) -> dict[str, Any]:
     return {"id": w.id, "start": w.start_s, "end": w.end_s, "n": w.n, "closed": w.closed, "perf_dirty": w.perf_dirty,
             "settled": w.settled, "conditional": cond,
             "features": list(feats.items()), "prediction": _summary_state(arrays, f"{prefix}.pred", w.prediction),
-            "segments": list(rows.segments), "verdict": verdict}
+            "segments": list(rows.segments), "proba": list(rows.proba), "verdict": verdict}
 
 
 def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -> Window:
@@ -113,10 +115,11 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
     feats = {name: _summary(arrays, f"{prefix}.f{i}", meta, ref.drift.features[name].empty())
              for i, (name, meta) in enumerate(d["features"])}
     pred = _summary(arrays, f"{prefix}.pred", d["prediction"], ref.prediction_drift.empty())
-    rows = RowStore(tuple(d["segments"]))
+    rows = RowStore(tuple(d["segments"]), tuple(d.get("proba", ())))
     ids = arrays[f"{prefix}.ids"].astype(object)
     segs = {c: _get_objects(arrays, f"{prefix}.seg{j}") for j, c in enumerate(d["segments"])}
-    rows.append(ids, arrays[f"{prefix}.y_pred"], arrays[f"{prefix}.score"], arrays[f"{prefix}.event_s"], segs)
+    proba = {c: arrays[f"{prefix}.proba{j}"] for j, c in enumerate(d.get("proba", ()))}
+    rows.append(ids, arrays[f"{prefix}.y_pred"], arrays[f"{prefix}.score"], arrays[f"{prefix}.event_s"], segs, proba)
     rows.y_true[: rows.n] = arrays[f"{prefix}.y_true"]
     rows.labelled[: rows.n] = arrays[f"{prefix}.labelled"]
     w = Window(d["id"], d["start"], d["end"], feats, pred, rows, d["n"], d["closed"], d["perf_dirty"])

@@ -45,6 +45,7 @@ class Predictions:
     prediction: np.ndarray  # float64 (classes are numeric) or object
     score: np.ndarray  # float64, NaN when absent
     features: list[dict[str, Any]]
+    scores: list[dict[str, float] | None] | None = None  # multiclass {class: probability}; None if no record has one
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -128,6 +129,7 @@ class _Prediction(msgspec.Struct):
     features: dict[str, Any]
     prediction: bool | int | float | str
     score: float | None = None
+    scores: dict[str, float] | None = None
     timestamp: float | str | None = None
 
 
@@ -193,6 +195,10 @@ def _prediction_error(o: Any, known_models: Collection[str]) -> str | None:
     s = o.get("score")
     if s is not None and (type(s) not in _NUMBER or not 0.0 <= s <= 1.0):
         return f"field 'score' must be a probability in [0, 1], got {s!r}"[:200]
+    ss = o.get("scores")
+    if ss is not None and (type(ss) is not dict
+                           or not all(type(p) in _NUMBER and 0.0 <= p <= 1.0 for p in ss.values())):
+        return "field 'scores' must be an object of class probabilities in [0, 1]"
     return None
 
 
@@ -225,6 +231,9 @@ def _decode(values: Sequence[bytes | None], kind: type, known_models: Collection
             scores = np.fromiter((np.nan if s.score is None else s.score for s in good), float, len(good))
             with np.errstate(invalid="ignore"):
                 bad |= (scores < 0.0) | (scores > 1.0)
+            for j, s in enumerate(good):
+                if s.scores is not None and not all(0.0 <= p <= 1.0 for p in s.scores.values()):
+                    bad[j] = True
         for j in np.flatnonzero(bad):
             structs[ok_pos[j]] = None
             slow.append(ok_pos[j])
@@ -296,8 +305,9 @@ def decode_predictions(
     out: dict[str, Predictions] = {}
     for model, pos, recs, ts, ids in groups:
         score = np.fromiter((np.nan if r.score is None else r.score for r in recs), float, len(recs))
+        scores = [r.scores for r in recs]
         out[model] = Predictions(model, pos, ids, ts, _column([r.prediction for r in recs]), score,
-                                 [r.features for r in recs])
+                                 [r.features for r in recs], scores if any(x is not None for x in scores) else None)
     return out, rejected
 
 

@@ -29,6 +29,13 @@ __all__ = ["ModelMonitor", "WindowResult", "MAX_UNEXPECTED_KEYS"]
 MAX_UNEXPECTED_KEYS = 100  # distinct unexpected feature names exported per model
 
 
+def _class_key(c: object) -> str:
+    """How a class names its probability in a ``scores`` object: ``"2"`` for 2 and 2.0."""
+    if isinstance(c, (int, float, np.integer, np.floating)) and float(c).is_integer():
+        return str(int(c))
+    return str(c)
+
+
 @dataclass(frozen=True, slots=True)
 class WindowResult:
     """Verdicts of one closed window; ``final`` once it has left label retention."""
@@ -112,7 +119,7 @@ class ModelMonitor:
             self.next_id, start, end,
             {n: fd.empty() for n, fd in rd.features.items()},
             self.ref.prediction_drift.empty(),
-            RowStore(tuple(self.ref.config.segments)),
+            RowStore(tuple(self.ref.config.segments), self._proba_columns),
         )
         self.next_id += 1
         return w
@@ -135,7 +142,8 @@ class ModelMonitor:
             self.counters.events[(model, "predictions", "duplicate")] += int(dup.sum())
             keep = ~dup
             p = Predictions(model, p.positions[keep], p.ids[keep], p.event_s[keep], p.prediction[keep], p.score[keep],
-                            [f for f, k in zip(p.features, keep) if k])
+                            [f for f, k in zip(p.features, keep) if k],
+                            None if p.scores is None else [x for x, k in zip(p.scores, keep) if k])
             n = len(p)
             if n == 0:
                 return []
@@ -179,6 +187,13 @@ class ModelMonitor:
         results.extend(self._expire_pending())
         return results
 
+    @property
+    def _proba_columns(self) -> tuple[str, ...]:
+        """Multiclass: the reference classes as the keys a ``scores`` object uses."""
+        if self.ref.config.task != "multiclass_classification" or self.ref.classes is None:
+            return ()
+        return tuple(_class_key(c) for c in self.ref.classes)
+
     def _count_violations(self, cols: FeatureColumns, codes: dict[str, np.ndarray]) -> None:
         v = self.ref.schema.check_batch(cols.values, cols.missing, cols.type_errors, cols.unexpected, codes)
         m = self.name
@@ -219,7 +234,12 @@ class ModelMonitor:
                 return
         segs = {c: self._segment_values(p, cols, c)[sel] for c in self.ref.config.segments}
         y_pred = self._encode(p.prediction[sel])
-        row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs)
+        proba = None
+        if w.rows.proba and p.scores is not None:
+            chosen = [p.scores[i] for i in np.arange(len(p))[sel]]
+            proba = {c: np.fromiter((np.nan if d is None else d.get(c, np.nan) for d in chosen), float, len(chosen))
+                     for c in w.rows.proba}
+        row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs, proba)
         wid = w.id
         self.index.update(zip(ids.tolist(), ((wid, r) for r in range(row0, row0 + k))))
         if self.pending:
@@ -426,7 +446,10 @@ class ModelMonitor:
             lab &= np.isin(v["y_true"], codes) & np.isin(v["y_pred"], codes)
         if not lab.any():
             return None
-        score = v["score"][lab] if self.ref.config.score else None
+        if v["proba"]:  # multiclass: the (n, k) matrix of class probabilities, when every row has one
+            score = np.column_stack([v["proba"][c][lab] for c in v["proba"]])
+        else:
+            score = v["score"][lab] if self.ref.config.score else None
         if score is not None and np.isnan(score).any():
             score = None
         return v["y_true"][lab], v["y_pred"][lab], score, lab
@@ -443,15 +466,16 @@ class ModelMonitor:
             support = {"all": int(y.size)}
         else:
             labels = self._encode(np.asarray(self.ref.classes, dtype=object)).tolist() if self.ref.classes is not None else None
-            if task == "multiclass_classification":
-                score = None
+            multi = task == "multiclass_classification"
+            score, scores = (None, score) if multi else (score, None)
             if not self.ref.config.segments:
-                res = {"all": classification_performance(y, yp, score, labels=labels, n_boot=0, min_support=pc.min_support)}
+                res = {"all": classification_performance(y, yp, score, scores, labels=labels, n_boot=0,
+                                                         min_support=pc.min_support)}
                 support = {"all": int(y.size)}
             else:
                 v = w.rows.view()
                 frame = {c: s_[lab] for c, s_ in v["segments"].items()}
-                segs = segment_performance(frame, y, yp, score, spec=self.ref.segments, labels=labels,
+                segs = segment_performance(frame, y, yp, score, scores, spec=self.ref.segments, labels=labels,
                                            min_support=pc.min_support, pairs=pc.segment_pairs and len(self.ref.config.segments) > 1)
                 res = {sp.segment: dict(sp.metrics) for sp in segs if sp.support_ok or sp.segment == "all"}
                 support = {sp.segment: sp.n for sp in segs}

@@ -34,6 +34,7 @@ class RowStore:
     """Growable columns, one row per prediction of a window, for joining late labels."""
 
     segment_columns: tuple[str, ...] = ()
+    proba_columns: tuple[str, ...] = ()  # multiclass: one probability column per reference class
     n: int = 0
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     y_pred: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -42,10 +43,13 @@ class RowStore:
     y_true: np.ndarray = field(default_factory=lambda: np.empty(0))
     labelled: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     segments: dict[str, np.ndarray] = field(default_factory=dict)
+    proba: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for c in self.segment_columns:
             self.segments.setdefault(c, np.empty(0, dtype=object))
+        for c in self.proba_columns:
+            self.proba.setdefault(c, np.empty(0))
 
     def _reserve(self, extra: int) -> None:
         need = self.n + extra
@@ -56,9 +60,11 @@ class RowStore:
             setattr(self, name, _grow(getattr(self, name), cap))
         for c in self.segments:
             self.segments[c] = _grow(self.segments[c], cap)
+        for c in self.proba:
+            self.proba[c] = _grow(self.proba[c], cap)
 
     def append(self, ids: np.ndarray, y_pred: np.ndarray, score: np.ndarray, event_s: np.ndarray,
-               segments: dict[str, np.ndarray]) -> int:
+               segments: dict[str, np.ndarray], proba: dict[str, np.ndarray] | None = None) -> int:
         """Append rows; returns the row index of the first one."""
         k = ids.size
         self._reserve(k)
@@ -71,6 +77,8 @@ class RowStore:
         self.labelled[start:stop] = False
         for c, v in segments.items():
             self.segments[c][start:stop] = v
+        for c in self.proba:
+            self.proba[c][start:stop] = np.nan if proba is None else proba[c]
         self.n = stop
         return start
 
@@ -78,7 +86,8 @@ class RowStore:
         n = self.n
         return {"ids": self.ids[:n], "y_pred": self.y_pred[:n], "score": self.score[:n],
                 "event_s": self.event_s[:n], "y_true": self.y_true[:n], "labelled": self.labelled[:n],
-                "segments": {c: v[:n] for c, v in self.segments.items()}}
+                "segments": {c: v[:n] for c, v in self.segments.items()},
+                "proba": {c: v[:n] for c, v in self.proba.items()}}
 
     @property
     def coverage(self) -> float:
