@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from detectors._checks import check_int as _check_int
+from detectors._checks import is_real as _is_real
 from detectors.result import DriftResult
 
 __all__ = ["DomainClassifierDrift"]
@@ -308,11 +310,3 @@ def _numeric_matrix(name: str, data: Any) -> np.ndarray:
         raise ValueError(f"{name} contains infinite values")
     return arr
 
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

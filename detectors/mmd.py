@@ -12,6 +12,8 @@ from typing import Any, Self
 
 import numpy as np
 
+from detectors._checks import check_int as _check_int
+from detectors._checks import is_real as _is_real
 from detectors.result import DriftResult
 
 __all__ = ["MMDDrift"]
@@ -274,11 +276,3 @@ def _as_matrix(name: str, values: np.ndarray) -> np.ndarray:
         raise ValueError(f"{name} contains NaN or infinite values; impute or drop them first")
     return arr
 
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
