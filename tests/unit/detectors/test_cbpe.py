@@ -112,8 +112,7 @@ def load(name):
              "employment": ("employment_MA_reference.pq", "employment_MA_analysis.pq",
                             "employment_MA_analysis_target.pq", "employed", "predicted_probability", "prediction")}
     ref_f, ana_f, tgt_f, label, score, pred = files[name]
-    if not (DATA / ref_f).exists():
-        pytest.skip(f"{DATA} not available")
+    assert (DATA / ref_f).exists(), f"{DATA / ref_f} missing: the shared data sets sit beside the checkout"
     read = lambda f: pd.read_parquet(DATA / f) if f.endswith(".pq") else pd.read_csv(DATA / f)  # noqa: E731
     ref = read(ref_f)
     ana = read(ana_f).merge(read(tgt_f), on="id", validate="one_to_one")

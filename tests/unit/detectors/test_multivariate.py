@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,6 @@ from threadpoolctl import threadpool_limits
 from detectors.domain_classifier import DomainClassifierDrift, auc_mannwhitney
 from detectors.mmd import MMDDrift, _mmd2_assignments, _permutation_masks
 
-needs_torch = pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None, reason="MMDDrift needs torch"
-)
 
 
 def _mmd2_loop(x: np.ndarray, y: np.ndarray, sigma: float) -> float:
@@ -35,7 +31,6 @@ def _mmd2_loop(x: np.ndarray, y: np.ndarray, sigma: float) -> float:
 # ---------------------------------------------------------------- MMD
 
 
-@needs_torch
 @pytest.mark.parametrize("sigma", [None, 0.7])
 def test_mmd_statistic_matches_double_loop(sigma: float | None) -> None:
     rng = np.random.default_rng(1)
@@ -48,7 +43,6 @@ def test_mmd_statistic_matches_double_loop(sigma: float | None) -> None:
     assert result.effect_size >= 0
 
 
-@needs_torch
 def test_mmd_median_heuristic() -> None:
     x = np.random.default_rng(2).normal(size=(40, 2))
     xs = (x - x.mean(0)) / x.std(0)
@@ -56,7 +50,6 @@ def test_mmd_median_heuristic() -> None:
     assert MMDDrift(device="cpu").fit(x).sigma_ == pytest.approx(np.median(d), rel=1e-9)
 
 
-@needs_torch
 def test_mmd_symmetric() -> None:
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(30, 4)), rng.normal(0.5, 1, size=(25, 4))
@@ -67,7 +60,6 @@ def test_mmd_symmetric() -> None:
     assert xy[0] == pytest.approx(yx[0], abs=1e-14)
 
 
-@needs_torch
 def test_mmd_invariant_to_row_order() -> None:
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(60, 3)), rng.normal(0.2, 1, size=(50, 3))
@@ -79,7 +71,6 @@ def test_mmd_invariant_to_row_order() -> None:
     assert shuffled.effect_size == pytest.approx(base.effect_size, rel=1e-9, abs=1e-12)
 
 
-@needs_torch
 def test_mmd_batched_equals_all_at_once() -> None:
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(70, 3)), rng.normal(0.15, 1, size=(60, 3))
@@ -92,7 +83,6 @@ def test_mmd_batched_equals_all_at_once() -> None:
         assert part.statistic == pytest.approx(whole.statistic, abs=1e-13)
 
 
-@needs_torch
 def test_mmd_same_seed_same_result_and_pvalue_formula() -> None:
     rng = np.random.default_rng(6)
     x, y = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
@@ -106,7 +96,6 @@ def test_mmd_same_seed_same_result_and_pvalue_formula() -> None:
     assert a.p_value == pytest.approx((1 + np.sum(stats[1:] >= stats[0] - 1e-12)) / 31)
 
 
-@needs_torch
 def test_mmd_false_alarm_rate_under_h0() -> None:
     rng = np.random.default_rng(7)
     det = MMDDrift(n_permutations=100, device="cpu", min_effect=0.0)
@@ -118,7 +107,6 @@ def test_mmd_false_alarm_rate_under_h0() -> None:
     assert 0.3 < np.mean(p) < 0.7  # roughly uniform
 
 
-@needs_torch
 def test_mmd_detects_half_sd_mean_shift() -> None:
     rng = np.random.default_rng(8)
     x, y = rng.normal(size=(500, 5)), rng.normal(size=(500, 5))
@@ -134,13 +122,11 @@ def test_mmd_detects_half_sd_mean_shift() -> None:
      ("seed", -1), ("alpha", 1.5), ("max_reference", 1), ("min_effect", -0.1),
      ("perm_batch", 0), ("block_rows", 0)],
 )
-@needs_torch
 def test_mmd_bad_params(param: str, value: object) -> None:
     with pytest.raises(ValueError, match=param):
         MMDDrift(**{param: value})
 
 
-@needs_torch
 def test_mmd_bad_data() -> None:
     det = MMDDrift(device="cpu")
     with pytest.raises(RuntimeError):
