@@ -139,12 +139,17 @@ def dead_letter_record(topic: str, value: bytes | None, reason: str, partition: 
     return topic + DLQ_SUFFIX, value, headers
 
 
-class ConnectionState:
-    """Thread-safe connected flag that logs each change once (shared by the backends)."""
+class BrokerCommon:
+    """What both Kafka backends share: the connected flag (thread-safe, each change logged once)
+    and queueing dead letters in one format. A backend sets ``_dead_letter_type`` and implements
+    ``_send_dead_letters``."""
 
     _state_lock: threading.Lock
     _connected: bool
+    _dlq: list[Any]
+    _dead_letter_type: Callable[..., Any]
     bootstrap_servers: str | list[str]
+    dlq_max_value_bytes: int
 
     def _set_connected(self, state: bool) -> None:
         with self._state_lock:
@@ -156,6 +161,21 @@ class ConnectionState:
         else:
             log.warning("broker connection down (%s)", self.bootstrap_servers)
 
+    def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
+                    partition: int, offset: int) -> None:
+        """Queue a bad record for `<topic>.dlq`; it is kept until `flush()` confirms delivery.
+
+        The value is the original bytes, cut to `dlq_max_value_bytes` (then header
+        `dlq.original.size` holds the full length). Headers carry reason and source position.
+        """
+        dlq_topic, value, headers = dead_letter_record(topic, value, reason, partition, offset,
+                                                       self.dlq_max_value_bytes)
+        self._dlq.append(self._dead_letter_type(dlq_topic, key, value, headers))
+        self._send_dead_letters()
+
+    def _send_dead_letters(self) -> None:
+        raise NotImplementedError
+
 
 @dataclass(slots=True)
 class _DeadLetter:
@@ -166,8 +186,10 @@ class _DeadLetter:
     future: Any = field(default=None)
 
 
-class KafkaBroker(ConnectionState):
+class KafkaBroker(BrokerCommon):
     """`Broker` on kafka-python: a group consumer plus a producer for dead letters."""
+
+    _dead_letter_type = _DeadLetter
 
     def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
                  client_options: dict[str, Any] | None = None, on_assign: OnAssign | None = None,
@@ -374,18 +396,6 @@ class KafkaBroker(ConnectionState):
         self._set_connected(_client_connected(self._consumer))
 
     # dead letters --------------------------------------------------------------------------
-
-    def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
-                    partition: int, offset: int) -> None:
-        """Queue a bad record for `<topic>.dlq`; it is kept until `flush()` confirms delivery.
-
-        The value is the original bytes, cut to `dlq_max_value_bytes` (then header
-        `dlq.original.size` holds the full length). Headers carry reason and source position.
-        """
-        dlq_topic, value, headers = dead_letter_record(topic, value, reason, partition, offset,
-                                                       self.dlq_max_value_bytes)
-        self._dlq.append(_DeadLetter(dlq_topic, key, value, headers))
-        self._send_dead_letters()
 
     def _send_dead_letters(self) -> None:
         from kafka.errors import KafkaError

@@ -34,8 +34,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from agent.broker import (ConnectionState, OnAssign, OnRevoke, RecordBatch, TopicPartitionKey,
-                          dead_letter_record)
+from agent.broker import BrokerCommon, OnAssign, OnRevoke, RecordBatch, TopicPartitionKey
 from agent.librdkafka_config import (  # INSTALL_HINT, translate_client_options: re-exported
     INSTALL_HINT,
     CONSUMER_DEFAULTS,
@@ -70,8 +69,10 @@ class _DeadLetter:
         self.state = "queued"   # queued -> in_flight -> delivered | queued (failed: retried)
 
 
-class ConfluentBroker(ConnectionState):
+class ConfluentBroker(BrokerCommon):
     """`Broker` on confluent-kafka: a group consumer plus a producer for dead letters."""
+
+    _dead_letter_type = _DeadLetter
 
     def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
                  client_options: dict[str, Any] | None = None, on_assign: OnAssign | None = None,
@@ -329,18 +330,6 @@ class ConfluentBroker(ConnectionState):
         self._set_connected(any(b.get("state") == "UP" for b in brokers.values()))
 
     # dead letters --------------------------------------------------------------------------
-
-    def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
-                    partition: int, offset: int) -> None:
-        """Queue a bad record for `<topic>.dlq`; it is kept until `flush()` confirms delivery.
-
-        The value is the original bytes, cut to `dlq_max_value_bytes` (then header
-        `dlq.original.size` holds the full length). Headers carry reason and source position.
-        """
-        dlq_topic, value, headers = dead_letter_record(topic, value, reason, partition, offset,
-                                                       self.dlq_max_value_bytes)
-        self._dlq.append(_DeadLetter(dlq_topic, key, value, headers))
-        self._send_dead_letters()
 
     def _send_dead_letters(self) -> None:
         if self._producer is None:
