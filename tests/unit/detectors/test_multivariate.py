@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
@@ -13,6 +14,9 @@ from threadpoolctl import threadpool_limits
 from detectors.domain_classifier import DomainClassifierDrift, auc_mannwhitney
 from detectors.mmd import MMDDrift, _mmd2_assignments, _permutation_masks
 
+# Every device torch sees here: CPU always; CUDA too on a GPU host (the device check runs this
+# file there), so the same assertions pin the CUDA path to the double-loop reference and to CPU.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _mmd2_loop(x: np.ndarray, y: np.ndarray, sigma: float) -> float:
@@ -41,6 +45,23 @@ def test_mmd_statistic_matches_double_loop(sigma: float | None) -> None:
     assert result.statistic == pytest.approx(_mmd2_loop(xs, ys, det.sigma_), abs=1e-12)
     assert result.feature == "__multivariate__" and result.method == "mmd"
     assert result.effect_size >= 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mmd_device_matches_reference_and_cpu(device: str) -> None:
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(23, 3)), rng.normal(0.3, 1.2, size=(17, 3))
+    det = MMDDrift(n_permutations=20, device=device, block_rows=5).fit(x)
+    xs, ys = (x - x.mean(0)) / x.std(0), (y - x.mean(0)) / x.std(0)
+    assert det.compare(y).statistic == pytest.approx(_mmd2_loop(xs, ys, det.sigma_), abs=1e-12)
+
+    x, y = rng.normal(size=(300, 4)), rng.normal(0.2, 1.0, size=(250, 4))
+    kwargs = dict(n_permutations=200, seed=3, block_rows=64, perm_batch=32)
+    on_device = MMDDrift(device=device, **kwargs).fit(x).compare(y)
+    on_cpu = MMDDrift(device="cpu", **kwargs).fit(x).compare(y)
+    assert on_device.statistic == pytest.approx(on_cpu.statistic, rel=1e-9, abs=1e-12)
+    assert on_device.p_value == pytest.approx(on_cpu.p_value, abs=1 / 201 + 1e-12)
+    assert on_device.drifted == on_cpu.drifted
 
 
 def test_mmd_median_heuristic() -> None:
