@@ -35,6 +35,8 @@ from detectors.univariate import (
     jensen_shannon_bins,
     ks_bins,
     ks_samples,
+    SortedReference,
+    ks_pvalue,
     ks_wasserstein_samples,
     psi_bins,
     wasserstein_bins,
@@ -55,7 +57,7 @@ __all__ = [
     "DriftResult", "StreamVerdict",
     "BatchViolations", "ColumnSchema", "Schema",
     "SkewReport", "linf_distance", "scale_factor", "value_skew",
-    "chi2_bins", "hellinger_bins", "jensen_shannon_bins", "ks_bins", "ks_samples", "ks_wasserstein_samples",
+    "chi2_bins", "hellinger_bins", "jensen_shannon_bins", "ks_bins", "ks_samples", "ks_wasserstein_samples", "ks_pvalue", "SortedReference",
     "psi_bins", "wasserstein_bins", "wasserstein_samples",
     "VerdictPolicy", "adjust_pvalues", "decide",
 ]

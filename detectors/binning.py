@@ -126,6 +126,7 @@ class CategoricalBins:
     max_categories: int = 200
     categories: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     _index: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object), repr=False)
+    _codes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
@@ -139,6 +140,7 @@ class CategoricalBins:
         cats = sorted(freq.index[: self.max_categories].tolist())
         self.categories = np.array(cats, dtype=object)
         self._index = pd.Index(cats, dtype=object)
+        self._codes = {c: i for i, c in enumerate(cats)}
         return self
 
     @property
@@ -152,19 +154,17 @@ class CategoricalBins:
             lookup = self._lookup(values.cat.categories.to_numpy(dtype=object))
             raw = values.cat.codes.to_numpy()
             return np.where(raw >= 0, lookup[raw] if lookup.size else -1, -1).astype(np.int64)
-        v = np.asarray(values, dtype=object)
-        if v.size > 10_000 and pd.api.types.infer_dtype(v, skipna=True) == "string":
-            # all strings: hash once, look up the distinct values only
-            raw, uniques = pd.factorize(v)
-            lookup = self._lookup(np.asarray(uniques, dtype=object))
-            return np.where(raw >= 0, lookup[raw] if lookup.size else -1, -1).astype(np.int64)
-        null = pd.isna(v)
-        # str() keys make 1 / "1" / True agree with the reference, which was fitted the same way.
-        codes = self._lookup(v)
-        codes[null] = -1
-        return codes
+        # Hash every value once, then look up only the distinct ones (str() keys make 1 / "1" /
+        # True agree with the reference, which was fitted the same way); nulls factorize to -1.
+        v = np.asarray(values)
+        raw, uniques = pd.factorize(v if v.dtype.kind in "biufO" else v.astype(object))
+        lookup = self._lookup(np.asarray(uniques, dtype=object))
+        return np.where(raw >= 0, lookup[raw] if lookup.size else -1, -1).astype(np.int64)
 
     def _lookup(self, values: np.ndarray) -> np.ndarray:
+        if values.size <= 64:  # a window's few distinct values: dict lookups beat array setup
+            other, index = self.categories.size, self._codes
+            return np.fromiter((index.get(str(v), other) for v in values), np.int64, values.size)
         codes = self._index.get_indexer(values.astype(str))
         codes[codes < 0] = self.categories.size
         return codes

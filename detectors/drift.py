@@ -20,12 +20,10 @@ from detectors.result import DriftResult
 from detectors.schema import ColumnSchema
 from detectors.univariate import (
     chi2_bins,
-    hellinger_bins,
-    jensen_shannon_bins,
+    histogram_distances,
     ks_bins,
+    SortedReference,
     ks_wasserstein_samples,
-    reference_prefix,
-    psi_bins,
     wasserstein_bins,
 )
 from detectors.verdict import VerdictPolicy, decide
@@ -82,8 +80,7 @@ class FeatureDrift:
     max_categories: int = 200
     sample_cap: int = 100_000
     _binner: NumericBins | CategoricalBins | None = field(default=None, repr=False)
-    _ref_sorted: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
-    _ref_prefix: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    _ref_sorted: SortedReference | None = field(default=None, repr=False)
     _ref_bins: BinCounts | None = field(default=None, repr=False)
     _scale: float = 1.0
     _low: float = 0.0
@@ -113,8 +110,7 @@ class FeatureDrift:
             self._binner = NumericBins(self.n_bins).fit(ref)
             # Exact KS/Wasserstein need the sorted column; with sample_cap=0 no window keeps a
             # sample, so none is kept and memory stays O(bins) (wide data, many features).
-            self._ref_sorted = np.sort(ref) if self.sample_cap > 0 else np.empty(0)
-            self._ref_prefix = reference_prefix(self._ref_sorted) if self.sample_cap > 0 else np.empty(0)
+            self._ref_sorted = SortedReference.fit(ref) if self.sample_cap > 0 else None
             self._scale = float(ref.std())
             self._low, self._high = float(ref.min()), float(ref.max())
         else:
@@ -122,7 +118,7 @@ class FeatureDrift:
         self._ref_bins = self._binner.summarise(reference)
         return self
 
-    def summarise(self, values: np.ndarray) -> FeatureSummary:
+    def summarise(self, values: np.ndarray | pd.Series) -> FeatureSummary:
         bins = self.binner.summarise(values)
         sample = None
         if self.kind == "numeric" and bins.total <= self.sample_cap:
@@ -145,14 +141,14 @@ class FeatureDrift:
         def dist(method: str, value: float) -> None:
             out[method] = DriftResult(f, method, value, None, value, False)
 
-        js = jensen_shannon_bins(ref, win)
+        js, psi, hellinger = histogram_distances(ref, win)
         dist("js", js)
-        dist("psi", psi_bins(ref, win))
-        dist("hellinger", hellinger_bins(ref, win))
+        dist("psi", psi)
+        dist("hellinger", hellinger)
         if self.kind == "numeric":
             sample = window.values()
-            if sample is not None and sample.size:
-                d, p, w = ks_wasserstein_samples(self._ref_sorted, sample, self._ref_prefix)
+            if sample is not None and sample.size and self._ref_sorted is not None:
+                d, p, w = ks_wasserstein_samples(self._ref_sorted, sample)
                 w = w / self._scale if self._scale > 0 else w
             else:
                 w = wasserstein_bins(ref, win, self._low, self._high, self._scale)
@@ -164,6 +160,14 @@ class FeatureDrift:
             out["chi2"] = DriftResult(f, "chi2", stat, p, js, False)
         assert self.method is not None
         return out[self.method], tuple(out.values())
+
+
+def _column(values: Any) -> np.ndarray | pd.Series:
+    """A frame column as numpy, except pandas categoricals: their codes let the binner look up
+    the few categories instead of every value."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    return np.asarray(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +236,7 @@ class DatasetDrift:
         missing = [n for n in self.features if n not in current]
         if missing:
             raise ValueError(f"current data lacks features {missing}")
-        return {n: fd.summarise(np.asarray(current[n])) for n, fd in self.features.items()}
+        return {n: fd.summarise(_column(current[n])) for n, fd in self.features.items()}
 
     def compare(self, summaries: Mapping[str, FeatureSummary]) -> DatasetDriftReport:
         primaries: list[DriftResult] = []
