@@ -10,16 +10,18 @@ names the field, so the caller can dead-letter and count it; nothing is dropped 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Any, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import msgspec
 import numpy as np
 import orjson
 import pandas as pd
 
-__all__ = ["Rejected", "Predictions", "Labels", "FeatureColumns", "decode_predictions", "decode_labels", "extract_features"]
+from agent.features import FeatureColumns, TypedFeatures, extract_features, merge_columns
+
+__all__ = ["Rejected", "Predictions", "Labels", "decode_predictions", "decode_labels"]
 
 _NUMBER = (int, float)
 _MAX_EPOCH_S = 253402300800.0  # 10000-01-01T00:00:00Z: RFC 3339 years end at 9999
@@ -44,8 +46,9 @@ class Predictions:
     event_s: np.ndarray  # float64 epoch seconds
     prediction: np.ndarray  # float64 (classes are numeric) or object
     score: np.ndarray  # float64, NaN when absent
-    features: list[dict[str, Any]]
+    features: list[dict[str, Any]] | None  # raw feature objects, when no typed columns were built
     scores: list[dict[str, float] | None] | None = None  # multiclass {class: probability}; None if no record has one
+    columns: FeatureColumns | None = None  # typed feature columns (decode with a TypedFeatures)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -140,17 +143,31 @@ class _Label(msgspec.Struct):
     timestamp: float | str | None = None
 
 
+_ID, _MODEL, _SCORE, _SCORES, _FEATURES = map(attrgetter, ("prediction_id", "model", "score", "scores", "features"))
 _DECODERS = {_Prediction: msgspec.json.Decoder(_Prediction).decode, _Label: msgspec.json.Decoder(_Label).decode}
 
 
-def _fast(values: Sequence[bytes | None], kind: type, max_bytes: int) -> tuple[list[Any], list[int]]:
+def _fast(values: Sequence[bytes | None], kind: type, max_bytes: int, typed: TypedFeatures | None = None,
+          ) -> tuple[list[Any], list[int]]:
     """Typed decode in C (msgspec), one call per record (as fast as one call per batch, and a
-    record can never bleed into its neighbour). Returns the structs (None where the typed decode
-    failed) and those positions, which go to the slow path that explains what is wrong."""
-    decode = _DECODERS[kind]
+    record can never bleed into its neighbour). With ``typed``, prediction records decode into
+    per-model feature structs first and fall back to a features dict. Returns the structs (None
+    where every typed decode failed) and those positions, which go to the slow path that
+    explains what is wrong."""
+    generic = _DECODERS[kind]
+    if typed is not None and typed.specs:
+        first: Callable[[bytes], Any] = typed.decode
+
+        def decode(v: bytes) -> Any:
+            try:
+                return first(v)
+            except msgspec.ValidationError:  # a typed feature struct refused it: keep its dict
+                return generic(v)
+    else:
+        first = decode = generic
     if values and None not in values and max(map(len, values)) <= max_bytes:  # type: ignore[arg-type]
         try:
-            return [decode(v) for v in values], []  # the usual case: a clean batch
+            return [first(v) for v in values], []  # the usual case: a clean batch
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
     out: list[Any] = [None] * len(values)
@@ -219,16 +236,19 @@ def _label_error(o: Any, known_models: Collection[str]) -> str | None:
 
 
 def _decode(values: Sequence[bytes | None], kind: type, known_models: Collection[str], max_bytes: int,
-            ) -> tuple[list[Any], list[Rejected]]:
+            typed: TypedFeatures | None = None) -> tuple[list[Any], list[Rejected]]:
     """Structs for valid records (None elsewhere) and the rejected ones with their reasons."""
-    structs, slow = _fast(values, kind, max_bytes)
+    structs, slow = _fast(values, kind, max_bytes, typed)
     # Contract rules a type cannot express, checked over the batch.
     ok_pos = [i for i, s in enumerate(structs) if s is not None]
     if ok_pos:
         good = [structs[i] for i in ok_pos]
-        bad = np.fromiter((not s.prediction_id or s.model not in known_models for s in good), bool, len(good))
-        if kind is _Prediction:
-            scores = np.fromiter((np.nan if s.score is None else s.score for s in good), float, len(good))
+        if all(map(_ID, good)) and set(map(_MODEL, good)) <= set(known_models):  # the usual case, in C
+            bad = np.zeros(len(good), dtype=bool)
+        else:
+            bad = np.fromiter((not s.prediction_id or s.model not in known_models for s in good), bool, len(good))
+        if kind is _Prediction:  # typed prediction structs share these attributes
+            scores = np.array(list(map(_SCORE, good)), dtype=float)  # None -> NaN
             with np.errstate(invalid="ignore"):
                 bad |= (scores < 0.0) | (scores > 1.0)
             for j, s in enumerate(good):
@@ -275,10 +295,11 @@ def _column(values: list[Any]) -> np.ndarray:
 
 
 def _by_model(values: Sequence[bytes | None], broker_ms: np.ndarray, kind: type, known_models: Collection[str],
-              max_bytes: int) -> tuple[Iterator[tuple[str, np.ndarray, list[Any], np.ndarray, np.ndarray]], list[Rejected]]:
+              max_bytes: int, typed: TypedFeatures | None = None,
+              ) -> tuple[Iterator[tuple[str, np.ndarray, list[Any], np.ndarray, np.ndarray]], list[Rejected]]:
     """Decode, then per model: positions, valid structs, epoch seconds and ids; records with an
     unreadable timestamp join the rejected list (sorted by position once all are known)."""
-    structs, rejected = _decode(values, kind, known_models, max_bytes)
+    structs, rejected = _decode(values, kind, known_models, max_bytes, typed)
 
     def groups() -> Iterator[tuple[str, np.ndarray, list[Any], np.ndarray, np.ndarray]]:
         for model, pos in _group(structs).items():
@@ -298,17 +319,44 @@ def _by_model(values: Sequence[bytes | None], broker_ms: np.ndarray, kind: type,
 
 
 def decode_predictions(
-    values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20
+    values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20,
+    typed: TypedFeatures | None = None,
 ) -> tuple[dict[str, Predictions], list[Rejected]]:
-    """Decode prediction records; valid ones grouped by model, the rest rejected with a reason."""
-    groups, rejected = _by_model(values, broker_ms, _Prediction, known_models, max_bytes)
+    """Decode prediction records; valid ones grouped by model, the rest rejected with a reason.
+
+    With ``typed``, the models it covers get their feature columns built here
+    (:attr:`Predictions.columns`); others keep the raw feature objects."""
+    groups, rejected = _by_model(values, broker_ms, _Prediction, known_models, max_bytes, typed)
     out: dict[str, Predictions] = {}
     for model, pos, recs, ts, ids in groups:
-        score = np.fromiter((np.nan if r.score is None else r.score for r in recs), float, len(recs))
-        scores = [r.scores for r in recs]
+        score = np.array(list(map(_SCORE, recs)), dtype=float)  # None -> NaN
+        scores = list(map(_SCORES, recs))
+        columns = _typed_columns(typed, model, recs) if typed is not None and model in typed.specs else None
         out[model] = Predictions(model, pos, ids, ts, _column([r.prediction for r in recs]), score,
-                                 [r.features for r in recs], scores if any(x is not None for x in scores) else None)
+                                 None if columns is not None else [r.features for r in recs],
+                                 scores if any(x is not None for x in scores) else None, columns)
     return out, rejected
+
+
+def _typed_columns(typed: TypedFeatures, model: str, recs: list[Any]) -> FeatureColumns:
+    """Columns of one model's records, each group (strict struct, nullable struct, dict) by its
+    own route, merged back in record order."""
+    spec = typed.specs[model]
+    types = set(map(type, recs))
+    if len(types) == 1 and types.pop() in typed.strict:  # a clean batch: one route
+        return typed.columns(model, list(map(_FEATURES, recs)), strict=True)
+    kinds = np.fromiter((0 if type(r) in typed.strict else 1 if type(r) in typed.nullable else 2 for r in recs),
+                        np.int8, len(recs))
+    parts = []
+    for kind in (0, 1, 2):
+        idx = np.flatnonzero(kinds == kind)
+        if idx.size == 0:
+            continue
+        feats = [recs[i].features for i in idx]
+        cols = (typed.columns(model, feats, strict=kind == 0) if kind < 2
+                else extract_features(feats, spec.numeric, spec.categorical, spec.extra))
+        parts.append((idx, cols))
+    return merge_columns(len(recs), spec, parts)
 
 
 def decode_labels(
@@ -318,92 +366,3 @@ def decode_labels(
     groups, rejected = _by_model(values, broker_ms, _Label, known_models, max_bytes)
     out = {model: Labels(model, pos, ids, ts, _column([r.label for r in recs])) for model, pos, recs, ts, ids in groups}
     return out, rejected
-
-
-@dataclass(slots=True)
-class FeatureColumns:
-    """Feature values of a batch as columns, with per-record masks of contract problems."""
-
-    values: dict[str, np.ndarray]
-    missing: dict[str, np.ndarray]
-    type_errors: dict[str, np.ndarray]
-    unexpected: dict[str, int] = field(default_factory=dict)
-
-
-_MISSING = object()
-_NUMERIC_TYPES = frozenset({float, int, type(None)})  # not bool: a boolean is a type error
-_CATEGORICAL_TYPES = frozenset({str, type(None)})
-
-
-def extract_features(features: list[dict[str, Any]], numeric: Sequence[str], categorical: Sequence[str]) -> FeatureColumns:
-    """Turn a list of feature objects into typed columns.
-
-    Numeric features become float64 (null -> NaN); a string or boolean where a number is
-    expected is a *type* violation and becomes NaN. Categorical features become object arrays
-    of strings (numbers are accepted and stringified, since ``1`` and ``"1"`` name the same
-    category). Keys not in the schema are counted as *unexpected*.
-    """
-    n = len(features)
-    names = list(numeric) + list(categorical)
-    values: dict[str, np.ndarray] = {}
-    missing: dict[str, np.ndarray] = {}
-    type_errors: dict[str, np.ndarray] = {}
-    if not names:
-        return FeatureColumns(values, missing, type_errors, _unexpected(features, set()))
-    getter = itemgetter(*names)
-    try:
-        rows = [getter(f) for f in features]
-        if len(names) == 1:  # itemgetter of one key returns the value, not a 1-tuple
-            rows = [(r,) for r in rows]
-        any_missing = False
-    except KeyError:
-        rows = [tuple(f.get(k, _MISSING) for k in names) for f in features]
-        any_missing = True
-    cols = list(zip(*rows)) if n else [() for _ in names]
-    numeric_set = set(numeric)
-    for name, col in zip(names, cols):
-        kinds = set(map(type, col))
-        if kinds <= (_NUMERIC_TYPES if name in numeric_set else _CATEGORICAL_TYPES):
-            # fast path, the usual case: every value present and of an accepted type
-            if name in numeric_set:
-                values[name] = np.array(col, dtype=float)  # None -> NaN
-            else:
-                values[name] = np.empty(n, dtype=object)
-                values[name][:] = col
-            missing[name] = np.zeros(n, dtype=bool)
-            type_errors[name] = np.zeros(n, dtype=bool)
-            continue
-        arr = np.empty(n, dtype=object)
-        arr[:] = col
-        miss = (arr == _MISSING) if any_missing else np.zeros(n, dtype=bool)  # identity test, C loop
-        if name in numeric_set:
-            types = np.fromiter(map(type, col), object, n)
-            ok = (types == float) | (types == int) | (arr == None)  # noqa: E711
-            bad = ~ok & ~miss
-            if bad.any() or miss.any():
-                arr[~ok] = None
-            values[name] = arr.astype(float)
-            type_errors[name] = bad
-        else:
-            types = np.fromiter(map(type, col), object, n)
-            bad = ((types == dict) | (types == list)) & ~miss
-            arr[bad | miss] = None
-            num = (types == int) | (types == float) | (types == bool)
-            if num.any():  # 1 and "1" name the same category
-                arr[num] = arr[num].astype(str).astype(object)
-            values[name] = arr
-            type_errors[name] = bad
-        missing[name] = miss
-    n_missing = np.sum(list(missing.values()), axis=0) if any_missing else 0
-    return FeatureColumns(values, missing, type_errors, _unexpected(features, set(names), len(names) - n_missing))
-
-
-def _unexpected(features: list[dict[str, Any]], known: set[str], present: np.ndarray | int = 0) -> dict[str, int]:
-    lens = np.fromiter(map(len, features), np.int64, len(features))
-    suspects = np.flatnonzero(lens > present)  # more keys than known ones present: some unexpected
-    counts: dict[str, int] = {}
-    for i in suspects:
-        for k in features[i]:
-            if k not in known:
-                counts[k] = counts.get(k, 0) + 1
-    return counts

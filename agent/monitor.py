@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +17,8 @@ import pandas as pd
 
 from agent.concept import ConceptTracker, WindowConditional, window_conditional
 from agent.counters import Counters
-from agent.decode import FeatureColumns, Labels, Predictions, extract_features
+from agent.decode import Labels, Predictions
+from agent.features import FeatureColumns, FeatureSpec, extract_features
 from agent.reference import ModelReference
 from agent.windows import RowStore, Window
 from detectors.drift import DatasetDriftReport, FeatureSummary
@@ -136,18 +138,28 @@ class ModelMonitor:
         if n == 0:
             return []
         index = self.index
-        dup = np.fromiter((pid in index for pid in p.ids), bool, n)
-        dup |= pd.Index(p.ids).duplicated(keep="first")
+        ids_list = p.ids.tolist()
+        if index.keys().isdisjoint(ids_list):  # the usual case, one C loop
+            dup = np.zeros(n, dtype=bool)
+        else:
+            dup = np.fromiter((pid in index for pid in ids_list), bool, n)
+        if len(set(ids_list)) < n:
+            dup |= pd.Index(p.ids).duplicated(keep="first")
         if dup.any():
             self.counters.events[(model, "predictions", "duplicate")] += int(dup.sum())
             keep = ~dup
             p = Predictions(model, p.positions[keep], p.ids[keep], p.event_s[keep], p.prediction[keep], p.score[keep],
-                            [f for f, k in zip(p.features, keep) if k],
-                            None if p.scores is None else [x for x, k in zip(p.scores, keep) if k])
+                            None if p.features is None else [f for f, k in zip(p.features, keep) if k],
+                            None if p.scores is None else [x for x, k in zip(p.scores, keep) if k],
+                            None if p.columns is None else p.columns.take(keep))
             n = len(p)
             if n == 0:
                 return []
-        cols = extract_features(p.features, self.ref.numeric, self.ref.categorical)
+        if p.columns is not None:
+            cols = p.columns
+        else:
+            spec = self.feature_spec
+            cols = extract_features(p.features or [], spec.numeric, spec.categorical, spec.extra)
         # Category lookups happen once per batch and serve both the skew counts and the summaries.
         codes = {n: self.ref.drift.features[n].binner.codes(cols.values[n]) for n in self.ref.categorical
                  if n in self.ref.drift.features}
@@ -241,7 +253,7 @@ class ModelMonitor:
                      for c in w.rows.proba}
         row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs, proba)
         wid = w.id
-        self.index.update(zip(ids.tolist(), ((wid, r) for r in range(row0, row0 + k))))
+        self.index.update(zip(ids.tolist(), zip(repeat(wid), range(row0, row0 + k))))
         if self.pending:
             hits = [(i, pid) for i, pid in enumerate(ids.tolist()) if pid in self.pending]
             if hits:
@@ -254,9 +266,14 @@ class ModelMonitor:
     def _segment_values(self, p: Predictions, cols: FeatureColumns, column: str) -> np.ndarray:
         if column in cols.values:
             return cols.values[column]
-        raw = np.empty(len(p), dtype=object)
-        raw[:] = [f.get(column) for f in p.features]
-        return raw
+        return cols.extra[column]
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        """The keys this model's feature objects carry: its features, plus segment columns."""
+        numeric, categorical = tuple(self.ref.numeric), tuple(self.ref.categorical)
+        extra = tuple(c for c in self.ref.config.segments if c not in numeric and c not in categorical)
+        return FeatureSpec(numeric, categorical, extra)
 
     def _encode(self, values: np.ndarray) -> np.ndarray:
         """Class values to float codes comparable with the reference target (numeric as is)."""

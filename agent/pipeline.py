@@ -15,6 +15,7 @@ import numpy as np
 from agent.broker import RecordBatch
 from agent.counters import Counters
 from agent.decode import Rejected, decode_labels, decode_predictions
+from agent.features import TypedFeatures
 from agent.monitor import ModelMonitor, WindowResult
 
 __all__ = ["DeadLetter", "Pipeline"]
@@ -41,6 +42,11 @@ class Pipeline:
     max_record_bytes: int = 1 << 20
     stage_seconds: dict[str, list[float]] = field(default_factory=dict)
     on_stage: Callable[[str, float], None] | None = None
+    typed: TypedFeatures = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One typed decoder per model, generated from its reference's features, built once.
+        self.typed = TypedFeatures({name: mon.feature_spec for name, mon in self.monitors.items()})
 
     def _timed(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -59,7 +65,8 @@ class Pipeline:
                 continue
             t0 = time.perf_counter()
             if b.topic == self.predictions_topic:
-                groups, rejected = decode_predictions(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes)
+                groups, rejected = decode_predictions(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes,
+                                                      self.typed)
                 stream = "predictions"
             elif b.topic == self.labels_topic:
                 groups, rejected = decode_labels(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes)

@@ -170,7 +170,21 @@ class CategoricalBins:
         return codes
 
     def summarise(self, values: np.ndarray | pd.Series) -> BinCounts:
-        return self.count(self.codes(values))
+        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+            return self.count(self.codes(values))
+        # Counting needs no per-value code: count the distinct values (a hash pass, ~3x cheaper
+        # than factorizing on object columns), then look those few up.
+        v = np.asarray(values)
+        if v.dtype == bool:
+            uniques, counts = np.array([False, True], dtype=object), np.bincount(v.view(np.uint8), minlength=2)
+        else:
+            vc = pd.Series(v if v.dtype.kind in "biufO" else v.astype(object), copy=False).value_counts(
+                dropna=False, sort=False)
+            uniques, counts = vc.index.to_numpy(dtype=object), vc.to_numpy()
+        null = pd.isna(uniques)
+        codes = self._lookup(uniques[~null])
+        binned = np.bincount(codes, weights=counts[~null], minlength=self.categories.size + 1)
+        return BinCounts(self.categories, binned.astype(np.int64), int(counts[null].sum()))
 
     def count(self, codes: np.ndarray) -> BinCounts:
         """Summary from precomputed :meth:`codes` (lets a caller look categories up once)."""

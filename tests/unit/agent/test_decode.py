@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.decode import Rejected, decode_labels, decode_predictions, extract_features
+from agent.decode import Rejected, decode_labels, decode_predictions
+from agent.features import extract_features
 
 MODELS = {"car-loan", "fraud"}
 BROKER_MS = 1_790_000_000_123
