@@ -143,7 +143,7 @@ def test_sigterm_mid_stream_checkpoints_commits_and_restart_counts_once(broker, 
     # The checkpoint covers exactly the records it took in: offsets 0..n-1 of each partition are
     # counted (a label that came before its prediction waits, checkpointed, in the join).
     prefix = cp.models[MODEL]["prefix"]
-    pending = cp.arrays[f"{prefix}.pending.ids"].size
+    pending = cp.arrays[f"{prefix}.pending.ids.len"].size
     assert p_off == _per_stream(ev, "predictions") > 0
     assert l_off == _per_stream(ev, "labels") + pending
     assert p_off < len(preds), "the stream was already consumed: SIGTERM did not land mid-stream"
