@@ -2,6 +2,7 @@
 
     python bench/gpu_check.py            # ~2 min on an H100 host; CUDA rows "n/a" without a GPU
     python bench/gpu_check.py --quick    # small sizes only
+    python bench/gpu_check.py --large    # adds 50,000 x 100 per sample (where CUDA pays off)
 
 Each case draws reference and window (the window mean-shifted by 0.1 sd in every feature),
 runs MMDDrift(n_permutations=200) on CPU (float64) and, when torch sees a GPU, on CUDA
@@ -25,6 +26,7 @@ from detectors.mmd import MMDDrift  # noqa: E402
 
 CASES = [(5_000, 20), (20_000, 50)]  # rows per sample (reference = window), features
 QUICK = [(1_000, 10), (2_000, 20)]
+LARGE = [(50_000, 100)]
 N_PERMUTATIONS = 200
 
 
@@ -42,6 +44,7 @@ def _run(ref: np.ndarray, win: np.ndarray, device: str) -> tuple[float, float, f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--large", action="store_true", help="add 50,000 rows x 100 features per sample")
     args = parser.parse_args()
     import torch
 
@@ -56,7 +59,7 @@ def main() -> int:
     print("-" * len(header))
     ok = True
     p_tol = 1.0 / (N_PERMUTATIONS + 1) + 1e-12
-    for n, d in QUICK if args.quick else CASES:
+    for n, d in QUICK if args.quick else CASES + (LARGE if args.large else []):
         rng = np.random.default_rng(n + d)
         ref = rng.normal(size=(n, d))
         win = rng.normal(loc=0.1, size=(n, d))

@@ -284,7 +284,8 @@ class _Encoder:
                 out[:, cols[0]] = values
                 continue
             cats = self.categories[col]
-            codes = pd.Categorical(series, categories=cats).codes
+            # -1 for unseen values and nulls (a Categorical with unseen values is deprecated in pandas 3)
+            codes = pd.Index(cats).get_indexer(series.to_numpy(dtype=object))
             null = series.isna().to_numpy()
             known = codes >= 0
             out[np.flatnonzero(known), np.asarray(cols)[codes[known]]] = 1.0
