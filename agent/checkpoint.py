@@ -38,8 +38,8 @@ from detectors.result import DriftResult
 __all__ = ["CheckpointStore", "Checkpoint"]
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # 2: strings as UTF-8 blobs; format 1 checkpoints are still read
-READABLE = (1, 2)
+FORMAT = 3  # 2: strings as UTF-8 blobs; 3: small arrays packed per dtype. 1 and 2 are still read
+READABLE = (1, 2, 3)
 Arrays = dict[str, np.ndarray]
 
 
@@ -48,9 +48,11 @@ def _put_objects(arrays: Arrays, key: str, values: np.ndarray) -> None:
 
     A checkpoint carries every retained window's ids and segment values (10^5 strings); one
     ``join`` + ``encode`` is ~10x cheaper than converting them to a numpy unicode array."""
-    null = pd.isna(values) if values.size else np.zeros(0, dtype=bool)
     items = values.tolist()
-    if null.any() or pd.api.types.infer_dtype(values, skipna=False) != "string":
+    if values.size == 0 or pd.api.types.infer_dtype(values, skipna=False) == "string":
+        null = np.zeros(len(items), dtype=bool)  # ids, string segments: the usual case
+    else:
+        null = pd.isna(values)
         items = ["" if n else (v if type(v) is str else str(v)) for v, n in zip(items, null.tolist())]
     arrays[key + ".utf8"] = np.frombuffer("".join(items).encode("utf-8", "surrogatepass"), dtype=np.uint8)
     arrays[key + ".len"] = np.fromiter(map(len, items), np.int64, len(items))
@@ -68,6 +70,32 @@ def _get_objects(arrays: Arrays, key: str) -> np.ndarray:
     if key + ".null" in arrays:
         out[arrays[key + ".null"]] = None
     return out
+
+
+def _pack(arrays: Arrays) -> dict[str, list[Any]]:
+    """Concatenate the 1-D numeric arrays per dtype (in place): a checkpoint holds hundreds of
+    small arrays (bin counts per feature and window) and each npz entry costs far more to write
+    than its bytes. Returns ``{key: [dtype, start, length]}`` for :func:`_unpack`."""
+    groups: dict[str, list[str]] = {}
+    for key, a in arrays.items():
+        if a.ndim == 1 and a.dtype.kind in "biuf":
+            groups.setdefault(a.dtype.str, []).append(key)
+    index: dict[str, list[Any]] = {}
+    for j, (dtype, keys) in enumerate(groups.items()):
+        start = 0
+        for key in keys:
+            index[key] = [dtype, start, int(arrays[key].size)]
+            start += arrays[key].size
+        arrays[f"__packed{j}__"] = np.concatenate([arrays.pop(k) for k in keys])
+        index[f"__packed{j}__"] = [dtype, -1, start]
+    return index
+
+
+def _unpack(arrays: Arrays, index: dict[str, list[Any]]) -> None:
+    packs = {dtype: arrays.pop(key) for key, (dtype, start, _) in index.items() if start == -1}
+    for key, (dtype, start, size) in index.items():
+        if start >= 0:
+            arrays[key] = packs[dtype][start:start + size]
 
 
 def _result(r: DriftResult | None) -> list[Any] | None:
@@ -232,6 +260,7 @@ class CheckpointStore:
         models = {name: monitor_state(mon, arrays, f"m{i}") for i, (name, mon) in enumerate(sorted(monitors.items()))}
         doc = {"format": FORMAT, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
                "counters": counters.state(), "models": models, "extra": extra or {}}
+        doc["packed"] = _pack(arrays)
         arrays["__doc__"] = np.frombuffer(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}.npz")
         with open(tmp, "wb") as f:
@@ -251,6 +280,7 @@ class CheckpointStore:
         doc = orjson.loads(arrays.pop("__doc__").tobytes())
         if doc.get("format") not in READABLE:
             raise ValueError(f"{self.path}: checkpoint format {doc.get('format')!r}, this agent reads {READABLE}")
+        _unpack(arrays, doc.get("packed", {}))
         offsets = {(t, int(p)): int(o) for t, p, o in doc["offsets"]}
         return Checkpoint(offsets, Counters.from_state(doc["counters"]), doc["models"], arrays, doc.get("extra"))
 

@@ -12,7 +12,10 @@ and labels for half of them produced up front; then, side by side on the same to
   records in its own consumer group, with each Kafka client behind the Broker seam.
 
 Rates are counted from the first record received (the consumer-group join, ~3 s with tansu, is
-reported separately). Single agent process; the broker runs on the same 2-core machine.
+reported separately). Single agent process; the broker runs on the same 2-core machine and
+competes with the agent for it, so the agent rows also give ``cpu s``: the agent process's own
+CPU time (main thread + the Kafka client's threads; tansu is another process) and records per
+CPU second, the rate one agent sustains per core when the broker runs elsewhere.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def bare(bootstrap: str, topics: list[str], total: int) -> tuple[float, float]:
 
 
 def agent_run(bootstrap: str, topics: dict[str, str], ref: Path, nf: int, total_preds: int, total_labels: int,
-              state: Path, client: str = "kafka-python") -> tuple[float, float]:
+              state: Path, client: str = "kafka-python") -> tuple[float, float, float]:
     numeric, categorical = feature_names(nf)
     cfg = build_config({
         "kafka": {"bootstrap_servers": bootstrap, "predictions_topic": topics["predictions"],
@@ -83,14 +86,14 @@ def agent_run(bootstrap: str, topics: dict[str, str], ref: Path, nf: int, total_
 
     def done() -> bool:
         if "first" not in marks and ev[(MODEL, "predictions", "ok")] + ev[(MODEL, "labels", "ok")] > 0:
-            marks["first"] = time.perf_counter()
+            marks["first"], marks["cpu"] = time.perf_counter(), time.process_time()
         return ev[(MODEL, "predictions", "ok")] >= total_preds and ev[(MODEL, "labels", "ok")] >= total_labels
 
     agent.loop(until=done)
-    t_end = time.perf_counter()
+    t_end, cpu_end = time.perf_counter(), time.process_time()
     agent.stop()
     first = marks.get("first", t_start)
-    return first - t_start, t_end - first
+    return first - t_start, t_end - first, cpu_end - marks.get("cpu", cpu_end)
 
 
 def main() -> None:
@@ -100,7 +103,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"driftwarden end to end through tansu: {args.events:,} predictions + 50% labels, one partition per topic")
     print(f"os.cpu_count()={os.cpu_count()}, os.getloadavg() before={tuple(round(x, 2) for x in os.getloadavg())}")
-    header = f"{'features':>8}  {'path':<23}{'records':>10}{'join s':>8}{'seconds':>9}{'records/s':>11}"
+    header = (f"{'features':>8}  {'path':<23}{'records':>10}{'join s':>8}{'seconds':>9}{'records/s':>11}"
+              f"{'cpu s':>8}{'per cpu s':>11}")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker:
@@ -116,10 +120,11 @@ def main() -> None:
             join, secs = bare(broker.bootstrap, list(topics.values()), total)
             print(f"{nf:>8}  {'bare kafka-python':<23}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}")
             for client in ("kafka-python", "confluent"):
-                join, secs = agent_run(broker.bootstrap, topics, ref, nf, args.events, n_labels,
-                                       Path(tmp) / f"state{nf}{client}", client)
+                join, secs, cpu = agent_run(broker.bootstrap, topics, ref, nf, args.events, n_labels,
+                                            Path(tmp) / f"state{nf}{client}", client)
                 name = f"agent ({client})"
-                print(f"{nf:>8}  {name:<23}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}")
+                print(f"{nf:>8}  {name:<23}{total:>10,}{join:>8.1f}{secs:>9.2f}{total / secs:>11,.0f}"
+                      f"{cpu:>8.2f}{total / cpu:>11,.0f}")
     print(f"os.getloadavg() after={tuple(round(x, 2) for x in os.getloadavg())}")
 
 
