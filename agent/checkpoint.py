@@ -19,6 +19,7 @@ import math
 import os
 from collections import OrderedDict, deque
 from dataclasses import asdict
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,7 +54,10 @@ def _put_objects(arrays: Arrays, key: str, values: np.ndarray) -> None:
         null = np.zeros(len(items), dtype=bool)  # ids, string segments: the usual case
     else:
         null = pd.isna(values)
-        items = ["" if n else (v if type(v) is str else str(v)) for v, n in zip(items, null.tolist())]
+        if null.any():
+            items = ["" if n else str(v) for v, n in zip(items, null.tolist())]
+        else:  # numbers (labels, numeric segments): str() in one C-level map
+            items = list(map(str, items))
     arrays[key + ".utf8"] = np.frombuffer("".join(items).encode("utf-8", "surrogatepass"), dtype=np.uint8)
     arrays[key + ".len"] = np.fromiter(map(len, items), np.int64, len(items))
     arrays[key + ".null"] = np.asarray(null, dtype=bool)
@@ -181,16 +185,19 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
 
 
 def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str) -> dict[str, Any]:
-    pending_ids = list(mon.pending)
-    labels = np.empty(len(pending_ids), dtype=object)
-    labels[:] = [mon.pending[p][0] for p in pending_ids]
-    _put_objects(arrays, f"{prefix}.pending.ids", np.array(pending_ids, dtype=object))
+    n = len(mon.pending)
+    pending_ids, labels = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    pending_ids[:] = list(mon.pending)
+    entries = list(mon.pending.values())  # (label, event time)
+    label_list = list(map(itemgetter(0), entries))
+    labels[:] = label_list
+    _put_objects(arrays, f"{prefix}.pending.ids", pending_ids)
     _put_objects(arrays, f"{prefix}.pending.labels", labels)
-    arrays[f"{prefix}.pending.ts"] = np.array([mon.pending[p][1] for p in pending_ids], dtype=float)
+    arrays[f"{prefix}.pending.ts"] = np.fromiter(map(itemgetter(1), entries), float, n)
     return {
         "prefix": prefix, "next_id": mon.next_id, "closed_bucket": mon.closed_bucket, "clock_s": mon.clock_s,
         "clocks": mon.clocks, "label_clock_s": mon.label_clock_s, "label_clocks": mon.label_clocks,
-        "label_types": sorted({type(v).__name__ for v in labels}),
+        "label_types": sorted({t.__name__ for t in set(map(type, label_list))}),
         "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w)] for k, w in mon.open.items()],
         "retained": [_window_state(arrays, f"{prefix}.ret{i}", w) for i, w in enumerate(mon.retained)],
         "concept": mon.concept.state(),
