@@ -127,17 +127,46 @@ def _summary(arrays: Arrays, key: str, meta: dict[str, Any], empty: FeatureSumma
     return FeatureSummary(BinCounts(empty.bins.edges, counts, int(meta["nulls"])), sample, empty.sample_cap)
 
 
-def _window_state(arrays: Arrays, prefix: str, w: Window) -> dict[str, Any]:
+class _TextCache:
+    """Encoded string columns of closed windows (their ids and segment values never change),
+    kept from one save to the next so a checkpoint encodes only what is new."""
+
+    def __init__(self) -> None:
+        self._old: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
+        self._new: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
+
+    def put(self, arrays: Arrays, key: str, values: np.ndarray, token: tuple[Any, ...] | None) -> None:
+        """``token`` names content that cannot change (None: encode afresh)."""
+        hit = None if token is None else self._old.get(token)
+        if hit is None:
+            tmp: Arrays = {}
+            _put_objects(tmp, "", values)
+            hit = (tmp[".utf8"], tmp[".len"], tmp[".null"])
+        if token is not None:
+            self._new[token] = hit
+        arrays[key + ".utf8"], arrays[key + ".len"], arrays[key + ".null"] = hit
+
+    def rotate(self) -> None:
+        """End of a save: keep what it used, drop windows that are gone."""
+        self._old, self._new = self._new, {}
+
+
+def _window_state(arrays: Arrays, prefix: str, w: Window, cache: _TextCache | None = None,
+                  owner: str = "") -> dict[str, Any]:
+    """``owner``: the model's prefix (with the window id, it names a closed window's columns in
+    ``cache``, whatever position the window has among the retained ones)."""
     feats = {}
     for i, (name, s) in enumerate(w.features.items()):
         feats[name] = _summary_state(arrays, f"{prefix}.f{i}", s)
     rows = w.rows
     n = rows.n
-    _put_objects(arrays, f"{prefix}.ids", rows.ids[:n])
+    cache = cache or _TextCache()
+    token = (owner, w.id, n) if w.closed else None  # a closed window takes no more rows
+    cache.put(arrays, f"{prefix}.ids", rows.ids[:n], token and (*token, "ids"))
     for col in ("y_pred", "score", "event_s", "y_true", "labelled"):
         arrays[f"{prefix}.{col}"] = getattr(rows, col)[:n]
     for j, (c, v) in enumerate(rows.segments.items()):
-        _put_objects(arrays, f"{prefix}.seg{j}", v[:n])
+        cache.put(arrays, f"{prefix}.seg{j}", v[:n], token and (*token, "seg", c))
     for j, (c, v) in enumerate(rows.proba.items()):
         arrays[f"{prefix}.proba{j}"] = v[:n]
     verdict = None
@@ -184,7 +213,7 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
     return w
 
 
-def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str) -> dict[str, Any]:
+def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str, cache: _TextCache | None = None) -> dict[str, Any]:
     n = len(mon.pending)
     pending_ids, labels = np.empty(n, dtype=object), np.empty(n, dtype=object)
     pending_ids[:] = list(mon.pending)
@@ -198,8 +227,8 @@ def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str) -> dict[str, A
         "prefix": prefix, "next_id": mon.next_id, "closed_bucket": mon.closed_bucket, "clock_s": mon.clock_s,
         "clocks": mon.clocks, "label_clock_s": mon.label_clock_s, "label_clocks": mon.label_clocks,
         "label_types": sorted({t.__name__ for t in set(map(type, label_list))}),
-        "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w)] for k, w in mon.open.items()],
-        "retained": [_window_state(arrays, f"{prefix}.ret{i}", w) for i, w in enumerate(mon.retained)],
+        "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w, cache, prefix)] for k, w in mon.open.items()],
+        "retained": [_window_state(arrays, f"{prefix}.ret{i}", w, cache, prefix) for i, w in enumerate(mon.retained)],
         "concept": mon.concept.state(),
     }
 
@@ -259,12 +288,15 @@ class CheckpointStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fault = fault or (lambda point: None)
         self.saves = 0
+        self._texts = _TextCache()
 
     def save(self, offsets: dict[tuple[str, int], int], counters: Counters, monitors: dict[str, ModelMonitor],
              extra: dict[str, Any] | None = None) -> None:
         """``extra``: the service's own JSON-able state (incidents), saved in the same file."""
         arrays: Arrays = {}
-        models = {name: monitor_state(mon, arrays, f"m{i}") for i, (name, mon) in enumerate(sorted(monitors.items()))}
+        models = {name: monitor_state(mon, arrays, f"m{i}", self._texts)
+                  for i, (name, mon) in enumerate(sorted(monitors.items()))}
+        self._texts.rotate()
         doc = {"format": FORMAT, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
                "counters": counters.state(), "models": models, "extra": extra or {}}
         doc["packed"] = _pack(arrays)

@@ -46,3 +46,24 @@ def test_reads_format_1_unicode_arrays() -> None:
               "ids": np.array(["p1", "p2"])}
     assert _get_objects(arrays, "seg").tolist() == ["a", None, "c"]
     assert _get_objects(arrays, "ids").tolist() == ["p1", "p2"]  # format-1 ids had no null mask
+
+
+def test_text_cache_reuses_closed_columns_and_forgets_gone_ones() -> None:
+    from agent.checkpoint import _TextCache
+
+    cache = _TextCache()
+    ids = np.array(["a", "b"], dtype=object)
+    first: dict[str, np.ndarray] = {}
+    cache.put(first, "w", ids, ("m0", 7, 2, "ids"))
+    cache.rotate()
+    again: dict[str, np.ndarray] = {}
+    cache.put(again, "w", np.array(["changed"], dtype=object), ("m0", 7, 2, "ids"))  # same token: reused
+    assert again["w.utf8"] is first["w.utf8"] and _get_objects(again, "w").tolist() == ["a", "b"]
+    cache.rotate()
+    cache.rotate()  # a save that did not use it: the window is gone
+    fresh: dict[str, np.ndarray] = {}
+    cache.put(fresh, "w", np.array(["c"], dtype=object), ("m0", 7, 2, "ids"))
+    assert _get_objects(fresh, "w").tolist() == ["c"]
+    untracked: dict[str, np.ndarray] = {}
+    cache.put(untracked, "o", ids, None)  # an open window: always encoded afresh
+    assert _get_objects(untracked, "o").tolist() == ["a", "b"]
