@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
+
+from detectors.intervals import delong_interval, hanley_mcneil_interval, wilson_interval
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "ece")
 SCORE_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "ece"})
@@ -285,53 +286,6 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     return {m: float(v[0]) for m, v in _regression_core(y, yhat, np.ones((1, len(y)))).items()}
 
 
-# ----------------------------------------------------------------------------- public: intervals
-
-
-def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (NaN bounds when ``n == 0``)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    z = float(ndtri(0.5 + confidence / 2))
-    phat = successes / n
-    den = 1 + z * z / n
-    centre = (phat + z * z / (2 * n)) / den
-    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / den
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
-def _midrank(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    s = x[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
-    ends = np.r_[starts[1:], len(s)]
-    ranks_sorted = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    out = np.empty(len(x))
-    out[order] = ranks_sorted
-    return out
-
-
-def delong_interval(score: Any, positive: Any, confidence: float = 0.95) -> tuple[float, float, float]:
-    """ROC AUC with DeLong's variance: ``(auc, lower, upper)``; NaN when one class is absent.
-
-    Normal approximation, clipped to [0, 1]; it is too narrow for tiny classes (< ~20 rows).
-    """
-    s = np.asarray(score, dtype=np.float64)
-    pos = np.asarray(positive, dtype=bool)
-    x, yneg = s[pos], s[~pos]
-    m, n = len(x), len(yneg)
-    if m == 0 or n == 0:
-        return float("nan"), float("nan"), float("nan")
-    r_all = _midrank(np.concatenate([x, yneg]))
-    v10 = (r_all[:m] - _midrank(x)) / n
-    v01 = 1.0 - (r_all[m:] - _midrank(yneg)) / m
-    auc = float(v10.mean())
-    var = (v10.var(ddof=1) if m > 1 else 0.0) / m + (v01.var(ddof=1) if n > 1 else 0.0) / n
-    z = float(ndtri(0.5 + confidence / 2))
-    half = z * np.sqrt(var)
-    return auc, float(max(0.0, auc - half)), float(min(1.0, auc + half))
-
-
 def _bootstrap(core, n: int, n_boot: int, seed: int, confidence: float) -> dict[str, tuple[float, float]]:
     rng = np.random.default_rng(seed)
     reps: list[dict[str, np.ndarray]] = []
@@ -413,16 +367,6 @@ def regression_performance(y_true: Any, y_pred: Any, *, confidence: float = 0.95
     nan2 = (float("nan"), float("nan"))
     return {m: PerformanceResult(m, float(v[0]), *boot.get(m, nan2), n, n >= min_support)
             for m, v in point.items()}
-
-
-def hanley_mcneil_interval(auc: float, n_pos: float, n_neg: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Hanley & McNeil (1982, Radiology 143) normal interval for an AUC from class counts only."""
-    if not np.isfinite(auc) or n_pos <= 0 or n_neg <= 0:
-        return float("nan"), float("nan")
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
-    half = float(ndtri(0.5 + confidence / 2)) * np.sqrt(max(var, 0.0))
-    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
 
 
 # ----------------------------------------------------------------------------- mergeable summary
