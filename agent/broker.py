@@ -214,6 +214,7 @@ class KafkaBroker(BrokerCommon):
         self._state_lock = threading.Lock()
         self._callback_error: BaseException | None = None
         self._poll_failing = False
+        self._closing = False
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class KafkaBroker(BrokerCommon):
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
         broker = self
+        self._closing = False
 
         class _Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
@@ -244,6 +246,7 @@ class KafkaBroker(BrokerCommon):
             self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
             self._producer = None
         if self._consumer is not None:
+            self._closing = True  # leaving the group revokes: not the agent's on_revoke (stop() saved)
             try:
                 self._consumer.close(autocommit=False,
                                      timeout_ms=int(max(100, (deadline - time.monotonic()) * 1000)))
@@ -263,7 +266,7 @@ class KafkaBroker(BrokerCommon):
     # rebalance -----------------------------------------------------------------------------
 
     def _revoked(self, partitions: set[TopicPartitionKey]) -> None:
-        if self.on_revoke is not None and partitions:
+        if self.on_revoke is not None and partitions and not self._closing:
             try:
                 self.on_revoke(partitions)
             except BaseException as exc:  # kafka-python would swallow it: re-raise from poll()
