@@ -144,12 +144,32 @@ class BrokerCommon:
     and queueing dead letters in one format. A backend sets ``_dead_letter_type`` and implements
     ``_send_dead_letters``."""
 
-    _state_lock: threading.Lock
-    _connected: bool
-    _dlq: list[Any]
     _dead_letter_type: Callable[..., Any]
-    bootstrap_servers: str | list[str]
-    dlq_max_value_bytes: int
+
+    def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
+                 client_options: dict[str, Any] | None = None, on_assign: OnAssign | None = None,
+                 on_revoke: OnRevoke | None = None, dlq_max_value_bytes: int = 1024 * 1024) -> None:
+        if not topics:
+            raise ValueError("topics must name at least one topic")
+        if not group_id:
+            raise ValueError(f"group_id must be a non-empty string, got {group_id!r}")
+        if dlq_max_value_bytes <= 0:
+            raise ValueError(f"dlq_max_value_bytes must be positive, got {dlq_max_value_bytes}")
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.client_options = dict(client_options or {})
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+        self.dlq_max_value_bytes = dlq_max_value_bytes
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._dlq: list[Any] = []
+        self._connected = False
+        self._state_lock = threading.Lock()
+        self._callback_error: BaseException | None = None
+        self._poll_failing = False
+        self._closing = False  # close() in progress: the revoke it causes is not the agent's
 
     def _set_connected(self, state: bool) -> None:
         with self._state_lock:
@@ -190,31 +210,6 @@ class KafkaBroker(BrokerCommon):
     """`Broker` on kafka-python: a group consumer plus a producer for dead letters."""
 
     _dead_letter_type = _DeadLetter
-
-    def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
-                 client_options: dict[str, Any] | None = None, on_assign: OnAssign | None = None,
-                 on_revoke: OnRevoke | None = None, dlq_max_value_bytes: int = 1024 * 1024) -> None:
-        if not topics:
-            raise ValueError("topics must name at least one topic")
-        if not group_id:
-            raise ValueError(f"group_id must be a non-empty string, got {group_id!r}")
-        if dlq_max_value_bytes <= 0:
-            raise ValueError(f"dlq_max_value_bytes must be positive, got {dlq_max_value_bytes}")
-        self.bootstrap_servers = bootstrap_servers
-        self.topics = list(topics)
-        self.group_id = group_id
-        self.client_options = dict(client_options or {})
-        self.on_assign = on_assign
-        self.on_revoke = on_revoke
-        self.dlq_max_value_bytes = dlq_max_value_bytes
-        self._consumer: Any = None
-        self._producer: Any = None
-        self._dlq: list[_DeadLetter] = []
-        self._connected = False
-        self._state_lock = threading.Lock()
-        self._callback_error: BaseException | None = None
-        self._poll_failing = False
-        self._closing = False
 
     # lifecycle -----------------------------------------------------------------------------
 

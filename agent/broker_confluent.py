@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import threading
 import time
 from types import ModuleType
 from typing import Any, Self
@@ -77,33 +76,14 @@ class ConfluentBroker(BrokerCommon):
     def __init__(self, bootstrap_servers: str | list[str], topics: list[str], group_id: str,
                  client_options: dict[str, Any] | None = None, on_assign: OnAssign | None = None,
                  on_revoke: OnRevoke | None = None, dlq_max_value_bytes: int = 1024 * 1024) -> None:
-        if not topics:
-            raise ValueError("topics must name at least one topic")
-        if not group_id:
-            raise ValueError(f"group_id must be a non-empty string, got {group_id!r}")
-        if dlq_max_value_bytes <= 0:
-            raise ValueError(f"dlq_max_value_bytes must be positive, got {dlq_max_value_bytes}")
-        self.bootstrap_servers = bootstrap_servers
-        self.topics = list(topics)
-        self.group_id = group_id
-        self.client_options = dict(client_options or {})
+        super().__init__(bootstrap_servers, topics, group_id, client_options, on_assign, on_revoke,
+                         dlq_max_value_bytes)
         self._options = translate_client_options(self.client_options)   # fail early
         strategy = str(self._options.get("partition.assignment.strategy", ""))
         if "cooperative" in strategy:
             raise ValueError("ConfluentBroker supports eager assignors only (range, roundrobin), "
                              f"got partition.assignment.strategy={strategy!r}")
-        self.on_assign = on_assign
-        self.on_revoke = on_revoke
-        self.dlq_max_value_bytes = dlq_max_value_bytes
         self._ck: ModuleType | None = None
-        self._consumer: Any = None
-        self._producer: Any = None
-        self._dlq: list[_DeadLetter] = []
-        self._connected = False
-        self._state_lock = threading.Lock()
-        self._callback_error: BaseException | None = None
-        self._poll_failing = False
-        self._closing = False
         self._last_error: str | None = None
 
     @property
