@@ -132,6 +132,13 @@ def _proportions(a: BinCounts, b: BinCounts) -> tuple[np.ndarray, np.ndarray]:
     return a.counts / a.total, b.counts / b.total
 
 
+def _sorted_non_null(values: np.ndarray) -> np.ndarray:
+    win = np.sort(np.asarray(values, dtype=float))
+    if win.size and np.isnan(win[-1]):  # the sort puts NaNs last
+        win = win[: int(np.searchsorted(np.isnan(win), True))]
+    return win
+
+
 def ks_samples(reference_sorted: np.ndarray, window: np.ndarray) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic ``D = sup |F_ref - F_win|`` and its p-value.
 
@@ -145,8 +152,7 @@ def ks_samples(reference_sorted: np.ndarray, window: np.ndarray) -> tuple[float,
     >>> d, p > 0.99
     (0.0, True)
     """
-    win = np.sort(np.asarray(window, dtype=float))
-    win = win[~np.isnan(win)]
+    win = _sorted_non_null(window)
     n1, n2 = reference_sorted.size, win.size
     if n1 == 0 or n2 == 0:
         raise ValueError("KS needs non-empty reference and window")
@@ -218,8 +224,7 @@ def ks_wasserstein_samples(reference: SortedReference | np.ndarray,
     """
     ref = reference if isinstance(reference, SortedReference) else SortedReference.from_sorted(reference)
     r, g = ref.values, ref.prefix
-    win = np.sort(np.asarray(window, dtype=float))
-    win = win[~np.isnan(win)]
+    win = _sorted_non_null(window)
     n1, n2 = r.size, win.size
     if n1 == 0 or n2 == 0:
         raise ValueError("KS needs non-empty reference and window")
@@ -243,11 +248,13 @@ def ks_wasserstein_samples(reference: SortedReference | np.ndarray,
     a, b, c = u[:-1], u[1:], f2[:-1]
     k = np.ceil(c * n1 - 1e-9).astype(np.int64) - 1
     q, q_end = r[k], ref.end[k]  # F_ref >= c from q on; q_end = searchsorted(r, q, "right")
-    lo, hi = np.maximum(a, q), np.minimum(b, q)
-    above = np.where(lo < b, (gu[1:] - integral(lo, np.where(a >= q, right[:-1], q_end))) - c * (b - lo), 0.0)
+    hi = np.minimum(b, q)
+    # |F - c| = (F - c) + 2 (c - F)+, and (c - F)+ lives left of q only: the signed part sums to
+    # G(u_last) - G(u_0) - sum c (b - a), leaving one clipped integral per interval.
     below = np.where(a < q, c * (hi - a) - (integral(hi, np.where(b <= q, right[1:], q_end)) - gu[:-1]), 0.0)
+    inner = (gu[-1] - gu[0]) - float(np.dot(c, b - a)) + 2.0 * float(below.sum())
     top = max(r[-1], u[-1])
-    w = float(above.sum() + below.sum() + gu[0] + (top - u[-1]) - (g[-1] + (top - r[-1]) - gu[-1]))
+    w = max(0.0, float(inner + gu[0] + (top - u[-1]) - (g[-1] + (top - r[-1]) - gu[-1])))
     if max(n1, n2) <= _SCIPY_EXACT_MAX_N:
         res = stats.ks_2samp(r, win)
         return float(res.statistic), float(res.pvalue), w
