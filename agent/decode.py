@@ -194,17 +194,26 @@ def _load(v: bytes | None, max_bytes: int) -> tuple[Any, str | None]:
         return None, f"invalid JSON: {e}"
 
 
-def _prediction_error(o: Any, known_models: Collection[str]) -> str | None:
-    err = _field_error(o, ("prediction_id", "model", "features", "prediction"))
+def _envelope_error(o: Any, required: Sequence[str], known_models: Collection[str]) -> str | None:
+    """Required fields present, ``prediction_id`` a non-empty string, ``model`` a known one."""
+    err = _field_error(o, required)
     if err is not None:
         return err
-    pid, model, feats, pred = o["prediction_id"], o["model"], o["features"], o["prediction"]
+    pid, model = o["prediction_id"], o["model"]
     if type(pid) is not str or not pid:
         return f"field 'prediction_id' must be a non-empty string, got {_type_name(pid)}"
     if type(model) is not str:
         return f"field 'model' must be a string, got {_type_name(model)}"
     if model not in known_models:
         return f"unknown model {model!r}"
+    return None
+
+
+def _prediction_error(o: Any, known_models: Collection[str]) -> str | None:
+    err = _envelope_error(o, ("prediction_id", "model", "features", "prediction"), known_models)
+    if err is not None:
+        return err
+    feats, pred = o["features"], o["prediction"]
     if type(feats) is not dict:
         return f"field 'features' must be an object, got {_type_name(feats)}"
     if type(pred) not in (int, float, str, bool):
@@ -220,16 +229,10 @@ def _prediction_error(o: Any, known_models: Collection[str]) -> str | None:
 
 
 def _label_error(o: Any, known_models: Collection[str]) -> str | None:
-    err = _field_error(o, ("prediction_id", "model", "label"))
+    err = _envelope_error(o, ("prediction_id", "model", "label"), known_models)
     if err is not None:
         return err
-    pid, model, label = o["prediction_id"], o["model"], o["label"]
-    if type(pid) is not str or not pid:
-        return f"field 'prediction_id' must be a non-empty string, got {_type_name(pid)}"
-    if type(model) is not str:
-        return f"field 'model' must be a string, got {_type_name(model)}"
-    if model not in known_models:
-        return f"unknown model {model!r}"
+    label = o["label"]
     if type(label) not in (int, float, str, bool):
         return f"field 'label' must be a number, string or boolean, got {_type_name(label)}"
     return None
@@ -251,9 +254,11 @@ def _decode(values: Sequence[bytes | None], kind: type, known_models: Collection
             scores = np.array(list(map(_SCORE, good)), dtype=float)  # None -> NaN
             with np.errstate(invalid="ignore"):
                 bad |= (scores < 0.0) | (scores > 1.0)
-            for j, s in enumerate(good):
-                if s.scores is not None and not all(0.0 <= p <= 1.0 for p in s.scores.values()):
-                    bad[j] = True
+            class_scores = list(map(_SCORES, good))
+            if class_scores.count(None) < len(good):  # multiclass records carry {class: probability}
+                for j, ss in enumerate(class_scores):
+                    if ss is not None and not all(0.0 <= p <= 1.0 for p in ss.values()):
+                        bad[j] = True
         for j in np.flatnonzero(bad):
             structs[ok_pos[j]] = None
             slow.append(ok_pos[j])
