@@ -28,12 +28,12 @@ import pandas as pd
 import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.broker import KafkaProducerSink
 from agent.checkpoint import CheckpointStore
 from agent.embedded import EmbeddedBroker, S3Storage, free_port
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
+from tests.support.metrics import event_counts
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROWS = 12_000
@@ -42,7 +42,6 @@ MODEL = "car-loan"
 # SIGTERM with the broker unreachable: the final commit waits out request_timeout_ms (15 s) and
 # must still end well inside Kubernetes' default 30 s grace period.
 STOP_BOUND_S = 25.0
-Counters = dict[tuple[str, str, str], float]
 
 
 def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -51,22 +50,6 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def _events(port: int) -> Counters | None:
-    """`driftwarden_events_total` and `driftwarden_windows_total` samples, or None if unreachable."""
-    try:
-        _, body = _get(f"http://127.0.0.1:{port}/metrics")
-    except OSError:
-        return None
-    out: Counters = {}
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            if s.name == "driftwarden_events_total":
-                out[(s.labels["model"], s.labels["stream"], s.labels["outcome"])] = s.value
-            elif s.name == "driftwarden_windows_total":
-                out[(s.labels["model"], "windows", "")] = s.value
-    return out
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None,
@@ -165,7 +148,7 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         _wait(lambda: _status(port, "/readyz") == 200, 60, "readiness at start", proc, log)
 
         def count(stream: str, outcome: str = "ok") -> float:
-            c = _events(port) or {}
+            c = event_counts(port) or {}
             return c.get((MODEL, stream, outcome), 0.0)
 
         with KafkaProducerSink(broker.bootstrap) as sink:
@@ -183,7 +166,7 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         assert proc.poll() is None, _tail(log)
         assert _status(port, "/healthz") == 200
         assert _status(port, "/readyz") == 503
-        assert _events(port) is not None  # /metrics still served during the outage
+        assert event_counts(port) is not None  # /metrics still served during the outage
 
         # -- restart on the same S3 bucket and port -----------------------------------------------
         broker.start()
@@ -193,10 +176,10 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         with KafkaProducerSink(broker.bootstrap) as sink:
             replay(sink, second[0], topics[0], second[1], topics[1], MODEL, label_delay=500, progress=False)
         _wait(lambda: count("predictions") >= ROWS and count("labels") >= len(labels)
-              and (_events(port) or {}).get(("unknown", "predictions", "invalid"), 0) >= 1,
+              and (event_counts(port) or {}).get(("unknown", "predictions", "invalid"), 0) >= 1,
               90, "every record", proc, log)
         time.sleep(2.0)  # further polls must find nothing more: no re-read after the reconnect
-        final = _events(port)
+        final = event_counts(port)
         assert final is not None
         expected = {
             (MODEL, "predictions", "ok"): ROWS, (MODEL, "labels", "ok"): len(labels),

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,12 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.broker import KafkaProducerSink
 from agent.checkpoint import CheckpointStore
 from agent.embedded import free_port
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
+from tests.support.metrics import event_counts
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROWS = 20_000
@@ -64,26 +63,11 @@ def _start(config: Path, log: Path) -> subprocess.Popen:
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
 
-def _events(port: int) -> dict[tuple[str, str, str], float] | None:
-    try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return None
-    out = {}
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            if s.name == "driftwarden_events_total":
-                out[(s.labels["model"], s.labels["stream"], s.labels["outcome"])] = s.value
-            elif s.name == "driftwarden_windows_total":
-                out[(s.labels["model"], "windows", "")] = s.value
-    return out
-
-
 def _wait(proc: subprocess.Popen, port: int, predicate: Callable[[dict], bool], timeout: float, log: Path) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"agent exited with {proc.returncode}\n{log.read_text()[-4000:]}"
-        c = _events(port)
+        c = event_counts(port)
         if c is not None and predicate(c):
             return c
         time.sleep(0.05)
@@ -161,7 +145,7 @@ def test_sigterm_mid_stream_checkpoints_commits_and_restart_counts_once(broker, 
     _wait(proc, port, lambda c: c.get((MODEL, "predictions", "ok"), 0) >= ROWS
           and c.get((MODEL, "labels", "ok"), 0) >= len(labels), 120, log)
     time.sleep(1.5)  # more polls find nothing more
-    final = _events(port)
+    final = event_counts(port)
     _sigterm(proc, log)
     assert final is not None
     assert final[(MODEL, "predictions", "ok")] == ROWS
