@@ -10,7 +10,6 @@ names the field, so the caller can dead-letter and count it; nothing is dropped 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Callable, Collection, Iterator, Sequence
 
@@ -19,53 +18,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from agent.features import FeatureColumns, TypedFeatures, extract_features, merge_columns
+from agent.features import FeatureColumns, FeatureSpec, TypedFeatures, extract_features, merge_columns
+from agent.records import Labels, Predictions, Rejected, scanned_timestamps, timestamps
+from agent.scan import RecordScanner, Scanned
 
 __all__ = ["Rejected", "Predictions", "Labels", "decode_predictions", "decode_labels"]
 
 _NUMBER = (int, float)
-_MAX_EPOCH_S = 253402300800.0  # 10000-01-01T00:00:00Z: RFC 3339 years end at 9999
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A record that breaks the contract: its position in the polled batch and why."""
-
-    position: int
-    reason: str
-    model: str | None = None
-
-
-@dataclass(slots=True)
-class Predictions:
-    """Valid prediction records of one model from one batch, as columns."""
-
-    model: str
-    positions: np.ndarray  # int64 index into the polled batch
-    ids: np.ndarray  # object (str)
-    event_s: np.ndarray  # float64 epoch seconds
-    prediction: np.ndarray  # float64 (classes are numeric) or object
-    score: np.ndarray  # float64, NaN when absent
-    features: list[dict[str, Any]] | None  # raw feature objects, when no typed columns were built
-    scores: list[dict[str, float] | None] | None = None  # multiclass {class: probability}; None if no record has one
-    columns: FeatureColumns | None = None  # typed feature columns (decode with a TypedFeatures)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(slots=True)
-class Labels:
-    """Valid label records of one model from one batch, as columns."""
-
-    model: str
-    positions: np.ndarray
-    ids: np.ndarray
-    event_s: np.ndarray
-    label: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 def _field_error(obj: Any, required: Sequence[str]) -> str | None:
@@ -81,49 +40,6 @@ def _type_name(v: Any) -> str:
     return {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}.get(
         type(v), "null" if v is None else type(v).__name__
     )
-
-
-def _timestamps(raw: list[Any], broker_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Epoch seconds per record and a mask of unparseable timestamps.
-
-    Numbers above 1e11 are read as milliseconds (1e11 s is the year 5138); strings as RFC 3339;
-    absent (None) falls back to the broker timestamp.
-    """
-    n = len(raw)
-    out = broker_ms.astype(float) / 1000.0
-    bad = np.zeros(n, dtype=bool)
-    if n == 0:
-        return out, bad
-    arr = np.empty(n, dtype=object)
-    arr[:] = raw
-    kinds = set(map(type, raw))  # usually one: every producer writes timestamps the same way
-    if kinds <= {int, float}:
-        is_num, is_str = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-    elif kinds == {str}:
-        is_num, is_str = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
-    else:
-        is_num = np.fromiter((type(v) in _NUMBER for v in raw), bool, n)
-        is_str = np.fromiter((type(v) is str for v in raw), bool, n)
-    if is_num.any():
-        nums = arr[is_num].astype(float)
-        secs = np.where(nums > 1e11, nums / 1000.0, nums)
-        out[is_num] = secs
-        bad[is_num] = ~((secs >= 0.0) & (secs < _MAX_EPOCH_S))  # e.g. nanoseconds: year > 9999
-    if is_str.any():
-        strs = pd.Series(arr[is_str])
-        parsed = pd.to_datetime(strs, utc=True, format="ISO8601", errors="coerce")
-        if parsed.isna().any():  # RFC 3339 also allows a lower-case "t" and "z"
-            parsed = parsed.fillna(pd.to_datetime(strs.str.upper(), utc=True, format="ISO8601", errors="coerce"))
-        ns = parsed.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float)
-        ok = parsed.notna().to_numpy()
-        vals = out[is_str]
-        vals[ok] = ns[ok] / 1e9
-        out[is_str] = vals
-        idx = np.flatnonzero(is_str)
-        bad[idx[~ok]] = True
-    other = ~is_num & ~is_str & (arr != None)  # noqa: E711 - elementwise None test
-    bad |= other
-    return out, bad
 
 
 class _Prediction(msgspec.Struct):
@@ -309,12 +225,14 @@ def _by_model(values: Sequence[bytes | None], broker_ms: np.ndarray, kind: type,
     def groups() -> Iterator[tuple[str, np.ndarray, list[Any], np.ndarray, np.ndarray]]:
         for model, pos in _group(structs).items():
             recs = [structs[i] for i in pos]
-            ts, bad = _timestamps([r.timestamp for r in recs], np.asarray(broker_ms)[pos])
+            ts, bad = timestamps([r.timestamp for r in recs], np.asarray(broker_ms)[pos])
             if bad.any():
                 for j in np.flatnonzero(bad):
                     rejected.append(Rejected(int(pos[j]), "field 'timestamp' must be RFC 3339 or epoch "
                                              "seconds/milliseconds", model))
                 pos, ts, recs = pos[~bad], ts[~bad], [r for r, b in zip(recs, bad) if not b]
+                if not recs:  # every record of this model rejected: no group
+                    continue
             ids = np.empty(len(recs), dtype=object)
             ids[:] = [r.prediction_id for r in recs]
             yield model, pos, recs, ts, ids
@@ -325,12 +243,40 @@ def _by_model(values: Sequence[bytes | None], broker_ms: np.ndarray, kind: type,
 
 def decode_predictions(
     values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20,
-    typed: TypedFeatures | None = None,
+    typed: TypedFeatures | None = None, scanner: RecordScanner | None = None,
 ) -> tuple[dict[str, Predictions], list[Rejected]]:
     """Decode prediction records; valid ones grouped by model, the rest rejected with a reason.
 
     With ``typed``, the models it covers get their feature columns built here
-    (:attr:`Predictions.columns`); others keep the raw feature objects."""
+    (:attr:`Predictions.columns`); others keep the raw feature objects. With ``scanner`` (built
+    from the same specs as ``typed``), records are scanned natively first and only the ones it
+    leaves take the msgspec route; the result is the same."""
+    if scanner is None or not len(values):
+        out, rejected = _decode_predictions(values, broker_ms, known_models, max_bytes, typed)
+        return _first_seen_order(out, {}), rejected
+    s = scanner.scan(values, max_bytes)
+    assert s.score is not None
+    with np.errstate(invalid="ignore"):
+        ok = s.ok & _known(scanner, known_models)[s.model] & ~((s.score < 0.0) | (s.score > 1.0))
+    broker = np.asarray(broker_ms)
+    slow, rejected, rest = _rest(values, ok, broker, lambda v, b: _decode_predictions(v, b, known_models, max_bytes,
+                                                                                      typed))
+    out: dict[str, Predictions] = {}
+    for k, model in enumerate(scanner.models):
+        pos = _rows(ok, s.model, k, len(scanner.models))
+        if pos.size:
+            pos, ts, ids = _scanned_rows(s, pos, broker, model, rejected)
+        if pos.size:
+            fast = Predictions(model, pos, ids, ts, s.value[pos], s.score[pos], None, None,
+                               scanner.columns(s, k, pos))
+            out[model] = _merge_predictions(fast, slow.pop(model), scanner.specs[model]) if model in slow else fast
+    return _first_seen_order(out, slow), sorted(rejected, key=lambda r: r.position)
+
+
+def _decode_predictions(
+    values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int,
+    typed: TypedFeatures | None,
+) -> tuple[dict[str, Predictions], list[Rejected]]:
     groups, rejected = _by_model(values, broker_ms, _Prediction, known_models, max_bytes, typed)
     out: dict[str, Predictions] = {}
     for model, pos, recs, ts, ids in groups:
@@ -365,9 +311,110 @@ def _typed_columns(typed: TypedFeatures, model: str, recs: list[Any]) -> Feature
 
 
 def decode_labels(
-    values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20
+    values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int = 1 << 20,
+    scanner: RecordScanner | None = None,
 ) -> tuple[dict[str, Labels], list[Rejected]]:
-    """Decode label records; valid ones grouped by model, the rest rejected with a reason."""
+    """Decode label records; valid ones grouped by model, the rest rejected with a reason
+    (scanned natively first with ``scanner``, as in :func:`decode_predictions`)."""
+    if scanner is None or not len(values):
+        out, rejected = _decode_labels(values, broker_ms, known_models, max_bytes)
+        return _first_seen_order(out, {}), rejected
+    s = scanner.scan(values, max_bytes, labels=True)
+    ok = s.ok & _known(scanner, known_models)[s.model]
+    broker = np.asarray(broker_ms)
+    slow, rejected, rest = _rest(values, ok, broker, lambda v, b: _decode_labels(v, b, known_models, max_bytes))
+    out: dict[str, Labels] = {}
+    for k, model in enumerate(scanner.models):
+        pos = _rows(ok, s.model, k, len(scanner.models))
+        if pos.size:
+            pos, ts, ids = _scanned_rows(s, pos, broker, model, rejected)
+        if pos.size:
+            fast = Labels(model, pos, ids, ts, s.value[pos])
+            out[model] = _merge_labels(fast, slow.pop(model)) if model in slow else fast
+    return _first_seen_order(out, slow), sorted(rejected, key=lambda r: r.position)
+
+
+def _decode_labels(values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str],
+                   max_bytes: int) -> tuple[dict[str, Labels], list[Rejected]]:
     groups, rejected = _by_model(values, broker_ms, _Label, known_models, max_bytes)
     out = {model: Labels(model, pos, ids, ts, _column([r.label for r in recs])) for model, pos, recs, ts, ids in groups}
     return out, rejected
+
+
+# ---- merging the native scan with the exact route ----
+
+def _known(scanner: RecordScanner, known_models: Collection[str]) -> np.ndarray:
+    return np.array([m in known_models for m in scanner.models], dtype=bool)
+
+
+def _first_seen_order(out: dict[str, Any], slow: dict[str, Any]) -> dict[str, Any]:
+    """Both routes' groups, ordered by each model's first valid record."""
+    out.update(slow)
+    if len(out) < 2:
+        return out
+    return dict(sorted(out.items(), key=lambda kv: int(kv[1].positions[0])))
+
+
+def _rows(ok: np.ndarray, model: np.ndarray, k: int, n_models: int) -> np.ndarray:
+    return np.flatnonzero(ok if n_models == 1 else ok & (model == k))
+
+
+def _rest(values: Sequence[bytes | None], ok: np.ndarray, broker: np.ndarray,
+          decode: Callable[[list[bytes | None], np.ndarray], tuple[dict[str, Any], list[Rejected]]],
+          ) -> tuple[dict[str, Any], list[Rejected], np.ndarray]:
+    """The exact route over the records the scanner left, positions mapped back to the batch."""
+    rest = np.flatnonzero(~ok)
+    if not rest.size:
+        return {}, [], rest
+    groups, rejected = decode([values[i] for i in rest.tolist()], broker[rest])
+    for g in groups.values():
+        g.positions = rest[g.positions]
+    return groups, [Rejected(int(rest[r.position]), r.reason, r.model) for r in rejected], rest
+
+
+def _scanned_rows(s: Scanned, pos: np.ndarray, broker: np.ndarray, model: str, rejected: list[Rejected],
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, epoch seconds and ids of scanned rows; unreadable timestamps are rejected."""
+    ts, bad = scanned_timestamps(s, pos, broker[pos])
+    if bad.any():
+        for p in pos[bad].tolist():
+            rejected.append(Rejected(p, "field 'timestamp' must be RFC 3339 or epoch seconds/milliseconds", model))
+        pos, ts = pos[~bad], ts[~bad]
+    ids = np.empty(pos.size, dtype=object)
+    ids[:] = [s.ids[i] for i in pos.tolist()] if pos.size < len(s.ids) else s.ids
+    return pos, ts, ids
+
+
+def _interleave(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merged positions and where each part's rows go in them."""
+    pos = np.sort(np.concatenate([a, b]))
+    return pos, np.searchsorted(pos, a), np.searchsorted(pos, b)
+
+
+def _scatter(n: int, ia: np.ndarray, a: np.ndarray, ib: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dtype = a.dtype if a.dtype == b.dtype else object
+    out = np.empty(n, dtype=dtype)
+    out[ia] = a if dtype != object else a.astype(object)
+    out[ib] = b if dtype != object else b.astype(object)
+    return out
+
+
+def _merge_predictions(a: Predictions, b: Predictions, spec: FeatureSpec) -> Predictions:
+    pos, ia, ib = _interleave(a.positions, b.positions)
+    n = pos.size
+    scores = None
+    if b.scores is not None:
+        scores = [None] * n
+        for j, v in zip(ib.tolist(), b.scores):
+            scores[j] = v
+    assert a.columns is not None and b.columns is not None
+    return Predictions(a.model, pos, _scatter(n, ia, a.ids, ib, b.ids), _scatter(n, ia, a.event_s, ib, b.event_s),
+                       _scatter(n, ia, a.prediction, ib, b.prediction), _scatter(n, ia, a.score, ib, b.score), None,
+                       scores, merge_columns(n, spec, [(ia, a.columns), (ib, b.columns)]))
+
+
+def _merge_labels(a: Labels, b: Labels) -> Labels:
+    pos, ia, ib = _interleave(a.positions, b.positions)
+    n = pos.size
+    return Labels(a.model, pos, _scatter(n, ia, a.ids, ib, b.ids), _scatter(n, ia, a.event_s, ib, b.event_s),
+                  _scatter(n, ia, a.label, ib, b.label))

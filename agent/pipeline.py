@@ -10,13 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from agent.broker import RecordBatch
 from agent.counters import Counters
 from agent.decode import Rejected, decode_labels, decode_predictions
 from agent.features import TypedFeatures
 from agent.monitor import ModelMonitor, WindowResult
+from agent.scan import NATIVE, RecordScanner
 
 __all__ = ["DeadLetter", "Pipeline"]
 
@@ -42,11 +41,16 @@ class Pipeline:
     max_record_bytes: int = 1 << 20
     stage_seconds: dict[str, list[float]] = field(default_factory=dict)
     on_stage: Callable[[str, float], None] | None = None
+    native: bool = True  # scan records with agent._scan when it is built (False: msgspec only)
     typed: TypedFeatures = field(init=False, repr=False)
+    scanner: RecordScanner | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # One typed decoder per model, generated from its reference's features, built once.
-        self.typed = TypedFeatures({name: mon.feature_spec for name, mon in self.monitors.items()})
+        # One typed decoder (and native scanner) per model, generated from its reference's
+        # features, built once.
+        specs = {name: mon.feature_spec for name, mon in self.monitors.items()}
+        self.typed = TypedFeatures(specs)
+        self.scanner = RecordScanner(specs) if self.native and NATIVE and specs else None
 
     def _timed(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -66,10 +70,11 @@ class Pipeline:
             t0 = time.perf_counter()
             if b.topic == self.predictions_topic:
                 groups, rejected = decode_predictions(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes,
-                                                      self.typed)
+                                                      self.typed, self.scanner)
                 stream = "predictions"
             elif b.topic == self.labels_topic:
-                groups, rejected = decode_labels(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes)
+                groups, rejected = decode_labels(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes,
+                                                 self.scanner)
                 stream = "labels"
             else:
                 continue

@@ -11,7 +11,7 @@ a few arrive first for predictions of the same poll's later batches). Rows:
 - ``peer: orjson+pandas``: the common way, for scale: orjson per record and a pandas frame of
   each batch's features, no contract checks. Run in the same process, so the ratio to the rows
   below holds on a noisy machine.
-- ``decode only``: decode_predictions (typed per-model structs, as the agent runs it) +
+- ``decode only``: decode_predictions (native scan, then typed per-model structs, as the agent runs it) +
   decode_labels over the same batches (JSON -> validated columns).
 - ``whole path``: Pipeline.process per poll (decode + validate + schema/skew counts + join +
   window update + window close and drift verdicts), a fresh monitor per repeat.
@@ -46,6 +46,7 @@ from agent.features import TypedFeatures  # noqa: E402
 from agent.monitor import ModelMonitor  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
 from agent.reference import ModelReference  # noqa: E402
+from agent.scan import NATIVE, RecordScanner  # noqa: E402
 
 MODEL = "bench"
 N_CATEGORICAL = 3
@@ -130,17 +131,19 @@ def encode_polls(traffic: pd.DataFrame, batch: int, seed: int) -> list[list[Reco
     return polls
 
 
-def bench_decode(polls: list[list[RecordBatch]], typed: TypedFeatures) -> tuple[float, int, float]:
-    """decode + validate + feature columns, as the agent runs it (typed per-model structs)."""
+def bench_decode(polls: list[list[RecordBatch]], typed: TypedFeatures, scanner: RecordScanner | None,
+                 ) -> tuple[float, int, float]:
+    """decode + validate + feature columns, as the agent runs it (native scan, then typed
+    per-model structs for what the scanner leaves)."""
     known = {MODEL}
     events = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for poll in polls:
         for b in poll:
             if b.topic == "predictions":
-                decode_predictions(b.values, b.timestamps_ms, known, typed=typed)
+                decode_predictions(b.values, b.timestamps_ms, known, typed=typed, scanner=scanner)
             else:
-                decode_labels(b.values, b.timestamps_ms, known)
+                decode_labels(b.values, b.timestamps_ms, known, scanner=scanner)
             events += len(b)
     return time.perf_counter() - t0, events, time.process_time() - c0
 
@@ -189,7 +192,7 @@ def main() -> None:
     print(f"driftwarden in-process hot path: {args.events:,} predictions + 50% labels (delay {LABEL_DELAY_POLLS} polls), "
           f"batches of {args.batch:,}, count window {args.window:,}, reference {args.reference_rows:,} rows, "
           f"best of {args.repeat}")
-    print(f"single-threaded (one core); os.cpu_count()={os.cpu_count()}, os.getloadavg() before={tuple(round(x, 2) for x in os.getloadavg())}")
+    print(f"native scanner: {NATIVE}; single-threaded (one core); os.cpu_count()={os.cpu_count()}, os.getloadavg() before={tuple(round(x, 2) for x in os.getloadavg())}")
     header = f"{'features':>8}  {'path':<20}{'events':>10}{'seconds':>10}{'events/s':>12}{'events/s/core':>15}  stages (s)"
     print(header)
     print("-" * len(header))
@@ -198,9 +201,9 @@ def main() -> None:
             ref_path = Path(tmp) / f"ref_{nf}.parquet"
             generate(args.reference_rows, nf, seed=1).to_parquet(ref_path)
             polls = encode_polls(generate(args.events, nf, seed=2), args.batch, seed=3)
-            typed = build_pipeline(ref_path, nf, args.window).typed
+            pipe = build_pipeline(ref_path, nf, args.window)
             best_peer = min(bench_peer(polls, feature_names(nf)[0]) for _ in range(args.repeat))
-            best_dec = min(bench_decode(polls, typed) for _ in range(args.repeat))
+            best_dec = min(bench_decode(polls, pipe.typed, pipe.scanner) for _ in range(args.repeat))
             runs = [bench_pipeline(build_pipeline(ref_path, nf, args.window), polls) for _ in range(args.repeat)]
             best = min(runs, key=lambda r: r[0])
             rows = (("peer: orjson+pandas", (*best_peer, {})), ("decode only", (*best_dec, {})), ("whole path", best))

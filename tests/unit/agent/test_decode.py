@@ -13,10 +13,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.decode import Rejected, decode_labels, decode_predictions
-from agent.features import extract_features
+from agent.features import FeatureSpec, TypedFeatures, extract_features
+from agent.scan import RecordScanner
 
 MODELS = {"car-loan", "fraud"}
 BROKER_MS = 1_790_000_000_123
+SPECS = {m: FeatureSpec(("x",), ("c",)) for m in MODELS}
+NATIVE_ROUTE = {"typed": TypedFeatures(SPECS), "scanner": RecordScanner(SPECS)}
+ROUTE: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True, params=["exact", "native"])
+def route(request: pytest.FixtureRequest) -> Any:
+    """Every contract test runs on both decoding routes: msgspec + field checks alone, and the
+    native scanner first (agent._scan) with msgspec for what it leaves."""
+    ROUTE.clear()
+    if request.param == "native":
+        ROUTE.update(NATIVE_ROUTE)
+    yield request.param
+    ROUTE.clear()
 
 
 def pred(**over: Any) -> dict[str, Any]:
@@ -37,12 +52,18 @@ DROP = object()
 
 def run_preds(records: list[Any], **kw: Any):
     values = [r if isinstance(r, (bytes, type(None))) else orjson.dumps(r) for r in records]
-    return decode_predictions(values, np.full(len(values), BROKER_MS, dtype=np.int64), MODELS, **kw)
+    return decode_predictions(values, np.full(len(values), BROKER_MS, dtype=np.int64), MODELS, **{**ROUTE, **kw})
 
 
 def run_labels(records: list[Any], **kw: Any):
     values = [r if isinstance(r, (bytes, type(None))) else orjson.dumps(r) for r in records]
-    return decode_labels(values, np.full(len(values), BROKER_MS, dtype=np.int64), MODELS, **kw)
+    scanner = {"scanner": ROUTE["scanner"]} if ROUTE else {}
+    return decode_labels(values, np.full(len(values), BROKER_MS, dtype=np.int64), MODELS, **{**scanner, **kw})
+
+
+def xs(p: Any) -> list[float]:
+    """Feature ``x`` of a group, from its raw feature objects or its typed columns."""
+    return [ft["x"] for ft in p.features] if p.features is not None else p.columns.values["x"].tolist()
 
 
 def only_rejection(rejected: list[Rejected]) -> Rejected:
@@ -144,7 +165,7 @@ def test_valid_predictions_grouped_by_model_in_order() -> None:
     assert f.ids.tolist() == ["p0", "p2", "p3"] and c.ids.tolist() == ["p1", "p4"]
     assert f.prediction.tolist() == [0.0, 2.0, 3.0] and f.score.tolist() == [0.0, 0.2, 0.3]
     assert f.positions.dtype == np.int64 and f.event_s.dtype == np.float64
-    assert [ft["x"] for ft in c.features] == [1.0, 1.0]
+    assert xs(c) == [1.0, 1.0]
 
 
 def test_optional_fields_and_prediction_types() -> None:
@@ -279,25 +300,31 @@ def check_partition(n: int, groups: dict, rejected: list[Rejected]) -> None:
         assert r.model is None or isinstance(r.model, str)
 
 
-FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=80, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
 @given(st.lists(record_bytes(pred), max_size=12))
 def test_fuzz_predictions_partition_the_batch(values: list[bytes | None]) -> None:
-    groups, rejected = decode_predictions(values, np.arange(len(values), dtype=np.int64), MODELS, max_bytes=300)
+    groups, rejected = decode_predictions(values, np.arange(len(values), dtype=np.int64), MODELS, max_bytes=300,
+                                          **ROUTE)
     check_partition(len(values), groups, rejected)
     for g in groups.values():
-        assert len(g.features) == len(g) and all(isinstance(f, dict) for f in g.features)
         s = g.score[~np.isnan(g.score)]
         assert ((s >= 0) & (s <= 1)).all()
+        if g.features is None:  # typed columns: one value per record in every column
+            assert all(len(v) == len(g) for v in g.columns.values.values())
+            continue
+        assert len(g.features) == len(g) and all(isinstance(f, dict) for f in g.features)
         extract_features(g.features, ["x"], ["c"])  # whatever the features hold, never raises
 
 
 @FUZZ
 @given(st.lists(record_bytes(label), max_size=12))
 def test_fuzz_labels_partition_the_batch(values: list[bytes | None]) -> None:
-    groups, rejected = decode_labels(values, np.arange(len(values), dtype=np.int64), MODELS)
+    groups, rejected = decode_labels(values, np.arange(len(values), dtype=np.int64), MODELS,
+                                     scanner=ROUTE.get("scanner"))
     check_partition(len(values), groups, rejected)
 
 
