@@ -245,7 +245,8 @@ def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix
     mon.retained = deque(_window(arrays, f"{prefix}.ret{i}", w, mon) for i, w in enumerate(d["retained"]))
     mon.index = {}
     for w in [*mon.retained, *mon.open.values()]:
-        mon.index.update(zip(w.rows.ids[: w.rows.n].tolist(), ((w.id, r) for r in range(w.rows.n))))
+        base = w.id << 32
+        mon.index.update(zip(w.rows.ids[: w.rows.n].tolist(), range(base, base + w.rows.n)))
     ids = _get_objects(arrays, f"{prefix}.pending.ids")
     raw = _get_objects(arrays, f"{prefix}.pending.labels")
     numeric = set(d["label_types"]) <= {"int", "float", "bool"}

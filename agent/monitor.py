@@ -80,7 +80,7 @@ class ModelMonitor:
     next_id: int = 0
     open: dict[int, Window] = field(default_factory=dict)  # bucket (duration) or 0 (count) -> window
     retained: deque[Window] = field(default_factory=deque)
-    index: dict[str, tuple[int, int]] = field(default_factory=dict)  # prediction_id -> (window id, row)
+    index: dict[str, int] = field(default_factory=dict)  # prediction_id -> window id << 32 | row (no tuple per id)
     pending: OrderedDict[str, tuple[Any, float]] = field(default_factory=OrderedDict)  # label first
     closed_bucket: float = -math.inf  # duration windows: buckets <= this are closed
     clock_s: float = -math.inf  # low watermark: min over prediction partitions of their max event time
@@ -92,6 +92,7 @@ class ModelMonitor:
     latest_estimate: dict[str, float] = field(default_factory=dict)  # CBPE on the last closed window
     latest_conditional: WindowConditional | None = None  # of the last settled window
     concept: ConceptTracker = field(init=False)
+    _ref_labels: np.ndarray | None = field(init=False, default=None)  # encoded reference targets
 
     def __post_init__(self) -> None:
         # Series exist from the start at 0 (so rate() works from the first event and a restarted
@@ -253,9 +254,12 @@ class ModelMonitor:
                      for c in w.rows.proba}
         row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs, proba)
         wid = w.id
-        self.index.update(zip(ids.tolist(), zip(repeat(wid), range(row0, row0 + k))))
-        if self.pending:
-            hits = [(i, pid) for i, pid in enumerate(ids.tolist()) if pid in self.pending]
+        id_list = ids.tolist()
+        base = (wid << 32) + row0
+        self.index.update(zip(id_list, range(base, base + k)))
+        # labels that came first: one C-level set intersection, then positions only of the hits
+        if self.pending and (waiting := self.pending.keys() & id_list):
+            hits = [(i, pid) for i, pid in enumerate(id_list) if pid in waiting]
             if hits:
                 rows = np.array([row0 + i for i, _ in hits], dtype=np.int64)
                 labels = [self.pending.pop(pid) for _, pid in hits]
@@ -295,14 +299,13 @@ class ModelMonitor:
         self.label_clocks[source] = max(self.label_clocks.get(source, -math.inf), float(np.nanmax(lab.event_s)))
         self.label_clock_s = min(self.label_clocks.values())
         y = self._encode(lab.label)
-        locs = [self.index.get(pid) for pid in lab.ids.tolist()]
+        locs = np.fromiter(map(self.index.get, lab.ids.tolist(), repeat(-1)), np.int64, n)
         windows = self._windows_by_id()
-        found = np.fromiter((loc is not None for loc in locs), bool, n)
+        found = locs >= 0
         ok = dup = 0
         if found.any():
             fi = np.flatnonzero(found)
-            wids = np.fromiter((locs[i][0] for i in fi), np.int64, fi.size)
-            rows = np.fromiter((locs[i][1] for i in fi), np.int64, fi.size)
+            wids, rows = locs[fi] >> 32, locs[fi] & 0xFFFFFFFF
             for wid in np.unique(wids):
                 sel = wids == wid
                 w = windows[int(wid)]
@@ -411,7 +414,9 @@ class ModelMonitor:
             errors = np.abs(y - yp) if self.ref.config.task == "regression" else (y != yp).astype(float)
             self.concept.update(errors)
             if self.ref.config.task != "regression" and self.ref.classes is not None:
-                ref_labels = self._encode(self.ref.frame[self.ref.config.target].dropna().to_numpy(dtype=object))
+                if self._ref_labels is None:  # the reference is fixed: encode its targets once
+                    self._ref_labels = self._encode(self.ref.frame[self.ref.config.target].dropna().to_numpy(dtype=object))
+                ref_labels = self._ref_labels
                 binary01 = self.ref.cbpe is not None and list(self.ref.classes) == [0, 1]
                 w.conditional = window_conditional(
                     y, yp, score if binary01 else None, ref_labels, self.ref.expected_errors,

@@ -127,7 +127,8 @@ class FeatureDrift:
         return FeatureSummary(bins, sample, self.sample_cap)
 
     def empty(self) -> FeatureSummary:
-        return FeatureSummary(self.binner.summarise(np.empty(0)), [] if self.kind == "numeric" else None, self.sample_cap)
+        bins = self._ref_bins.empty_like() if self._ref_bins is not None else self.binner.summarise(np.empty(0))
+        return FeatureSummary(bins, [] if self.kind == "numeric" else None, self.sample_cap)
 
     def compare(self, window: FeatureSummary) -> tuple[DriftResult, tuple[DriftResult, ...]]:
         """``(primary, all)``: the verdict-bearing result (not yet corrected across features;

@@ -34,6 +34,14 @@ __all__ = [
 
 _SCIPY_EXACT_MAX_N = 10_000  # scipy's ks_2samp(mode="auto") switches to the asymptotic p here
 
+try:  # one linear merge in C (detectors/_ecdf.c); the numpy formulation below when not built
+    from detectors._ecdf import ks_w1 as _merge_ks_w1
+except ImportError:
+    _merge_ks_w1 = None
+# The merge walks both arrays: O(n_ref + n_win). Past this ratio the numpy formulation,
+# O(n_win log n_ref), is cheaper (a 3M-value reference against 10k-value windows).
+_MERGE_MAX_RATIO = 64
+
 
 def ks_pvalue(d: float, n: int | float) -> float:
     """``P(D_n >= d)`` for the two-sided one-sample KS statistic: ``scipy.stats.kstwo.sf(d, n)``
@@ -81,21 +89,28 @@ def _pelz_good_cdf(n: float, x: float) -> float:
     z2 = z * z
     if _PI2 / (8.0 * z2) > 700.0:  # every term underflows: the CDF is 0
         return 0.0
-    kmax = math.ceil(16.0 * z / math.pi)
-    m2 = (2.0 * np.arange(1, kmax + 1) - 1.0) ** 2  # (2k - 1)^2
-    e = np.exp(-_PI2 * m2 / (8.0 * z2))
+    # A handful of terms (kmax = ceil(16 z / pi)): plain floats beat numpy's per-call overhead.
     z4, z6 = z2 * z2, z2 * z2 * z2
-    k0 = e.sum() / z
-    k1 = ((_PI2 / 4.0 * m2 - z2) * e).sum() / (6.0 * z4)
-    k2 = ((6.0 * z6 + 2.0 * z4 + (2.0 * z4 - 5.0 * z2) * _PI2 / 4.0 * m2
-           + _PI2**2 * (1.0 - 2.0 * z2) / 16.0 * m2 * m2) * e).sum() / (72.0 * z**7)
-    k3 = ((-30.0 * z6 - 90.0 * z6 * z2 + _PI2 * (135.0 * z4 - 96.0 * z6) / 4.0 * m2
-           + _PI2**2 * (212.0 * z4 - 60.0 * z2) / 16.0 * m2 * m2
-           + _PI2**3 * (5.0 - 30.0 * z2) / 64.0 * m2 * m2 * m2) * e).sum() / (6480.0 * z**10)
-    k = np.arange(1, kmax + 1, dtype=float) ** 2  # k^2
-    f = np.exp(-_PI2 * k / (2.0 * z2))
-    k2 -= _PI2 * (k * f).sum() / (36.0 * z**3)
-    k3 += _PI2 * ((3.0 * z2 - _PI2 * k) * k * f).sum() / (216.0 * z6)
+    s0 = s1 = s2 = s3 = t2 = t3 = 0.0
+    a1, b2, c2 = _PI2 / 4.0, (2.0 * z4 - 5.0 * z2) * _PI2 / 4.0, _PI2**2 * (1.0 - 2.0 * z2) / 16.0
+    b3, c3, d3 = _PI2 * (135.0 * z4 - 96.0 * z6) / 4.0, _PI2**2 * (212.0 * z4 - 60.0 * z2) / 16.0, _PI2**3 * (5.0 - 30.0 * z2) / 64.0
+    e0 = 6.0 * z6 + 2.0 * z4
+    e3 = -30.0 * z6 - 90.0 * z6 * z2
+    for k in range(1, math.ceil(16.0 * z / math.pi) + 1):
+        m2 = (2.0 * k - 1.0) ** 2  # (2k - 1)^2
+        e = math.exp(-_PI2 * m2 / (8.0 * z2))
+        s0 += e
+        s1 += (a1 * m2 - z2) * e
+        s2 += (e0 + b2 * m2 + c2 * m2 * m2) * e
+        s3 += (e3 + b3 * m2 + c3 * m2 * m2 + d3 * m2 * m2 * m2) * e
+        kk = float(k * k)
+        f = math.exp(-_PI2 * kk / (2.0 * z2))
+        t2 += kk * f
+        t3 += (3.0 * z2 - _PI2 * kk) * kk * f
+    k0 = s0 / z
+    k1 = s1 / (6.0 * z4)
+    k2 = s2 / (72.0 * z**7) - _PI2 * t2 / (36.0 * z**3)
+    k3 = s3 / (6480.0 * z**10) + _PI2 * t3 / (216.0 * z6)
     root = math.sqrt(n)
     return float(_SQRT_2PI * (k0 + k1 / root + k2 / n + k3 / (n * root)))
 
@@ -208,26 +223,49 @@ class SortedReference:
 
 
 def ks_wasserstein_samples(reference: SortedReference | np.ndarray,
-                           window: np.ndarray) -> tuple[float, float, float]:
+                           window: np.ndarray, merge: bool = True) -> tuple[float, float, float]:
     """KS ``(D, p_value)`` and the (unnormalised) first Wasserstein distance in one pass.
 
     ``reference`` is a :class:`SortedReference` (build it once per reference) or a sorted,
-    NaN-free array. Work is O(n_window log n_reference), not O(n_reference): between two
-    consecutive window values the window CDF is a constant ``c``, so ``|F_ref - c|`` peaks at the
-    interval's ends (KS) and its integral splits where ``F_ref`` crosses ``c``, read from the
-    reference's CDF integral. ``D`` and ``p`` equal :func:`ks_samples` (scipy's ``ks_2samp``);
-    the distance equals ``scipy.stats.wasserstein_distance``.
+    NaN-free array. Two exact routes give the same numbers:
+
+    * a linear merge of both empirical CDFs in C (``detectors/_ecdf.c``), O(n_reference +
+      n_window), used when it is built, ``merge`` is True and the reference is at most 64 times
+      the window;
+    * otherwise O(n_window log n_reference) in numpy: between two consecutive window values the
+      window CDF is a constant ``c``, so ``|F_ref - c|`` peaks at the interval's ends (KS) and its
+      integral splits where ``F_ref`` crosses ``c``, read from the reference's CDF integral.
+
+    ``D`` and ``p`` equal :func:`ks_samples` (scipy's ``ks_2samp``); the distance equals
+    ``scipy.stats.wasserstein_distance``.
 
     >>> d, p, w = ks_wasserstein_samples(np.arange(10.0), np.arange(10.0) + 0.5)
     >>> round(d, 2), round(w, 2)
     (0.1, 0.5)
     """
-    ref = reference if isinstance(reference, SortedReference) else SortedReference.from_sorted(reference)
-    r, g = ref.values, ref.prefix
+    r = reference.values if isinstance(reference, SortedReference) else np.asarray(reference, dtype=float)
+    r = np.ascontiguousarray(r)
     win = _sorted_non_null(window)
     n1, n2 = r.size, win.size
     if n1 == 0 or n2 == 0:
         raise ValueError("KS needs non-empty reference and window")
+    if merge and _merge_ks_w1 is not None and n1 <= _MERGE_MAX_RATIO * n2:
+        d, w = _merge_ks_w1(r, win)
+    else:
+        ref = reference if isinstance(reference, SortedReference) else SortedReference.from_sorted(r)
+        d, w = _ks_w1_search(ref, win)
+    if max(n1, n2) <= _SCIPY_EXACT_MAX_N:
+        res = stats.ks_2samp(r, win)
+        return float(res.statistic), float(res.pvalue), w
+    m, n = max(n1, n2), min(n1, n2)
+    return d, ks_pvalue(d, np.round(m * n / (m + n))), w
+
+
+def _ks_w1_search(ref: SortedReference, win: np.ndarray) -> tuple[float, float]:
+    """KS ``D`` and W1 of a sorted, NaN-free window: one binary search per distinct window
+    value (see :func:`ks_wasserstein_samples`)."""
+    r, g = ref.values, ref.prefix
+    n1, n2 = r.size, win.size
     last = np.empty(n2, dtype=bool)
     np.not_equal(win[1:], win[:-1], out=last[:-1])
     last[-1] = True
@@ -254,13 +292,7 @@ def ks_wasserstein_samples(reference: SortedReference | np.ndarray,
     below = np.where(a < q, c * (hi - a) - (integral(hi, np.where(b <= q, right[1:], q_end)) - gu[:-1]), 0.0)
     inner = (gu[-1] - gu[0]) - float(np.dot(c, b - a)) + 2.0 * float(below.sum())
     top = max(r[-1], u[-1])
-    w = max(0.0, float(inner + gu[0] + (top - u[-1]) - (g[-1] + (top - r[-1]) - gu[-1])))
-    if max(n1, n2) <= _SCIPY_EXACT_MAX_N:
-        res = stats.ks_2samp(r, win)
-        return float(res.statistic), float(res.pvalue), w
-    m, n = max(n1, n2), min(n1, n2)
-    p = ks_pvalue(d, np.round(m * n / (m + n)))
-    return d, p, w
+    return d, max(0.0, float(inner + gu[0] + (top - u[-1]) - (g[-1] + (top - r[-1]) - gu[-1])))
 
 
 def ks_bins(reference: BinCounts, window: BinCounts) -> tuple[float, float, float]:

@@ -70,11 +70,23 @@ def test_ks_samples_matches_scipy(n_ref: int, n_win: int, shift: float, ties: bo
     _assert_ks_p(p, expected.pvalue)
 
 
+def test_merge_kernel_is_built() -> None:
+    # the C merge is part of the product: a missing build is a failure here, not a silent fallback
+    import detectors._ecdf  # noqa: F401
+    import detectors.univariate as uni
+
+    assert uni._merge_ks_w1 is not None
+
+
+ROUTES = pytest.mark.parametrize("merge", [True, False], ids=["c-merge", "numpy-search"])
+
+
+@ROUTES
 @pytest.mark.parametrize(("n_ref", "n_win", "shift", "ties"), KS_CASES)
-def test_ks_wasserstein_samples_matches_scipy(n_ref: int, n_win: int, shift: float, ties: bool) -> None:
+def test_ks_wasserstein_samples_matches_scipy(n_ref: int, n_win: int, shift: float, ties: bool, merge: bool) -> None:
     ref, win = _pair(n_ref, n_win, shift, ties)
     expected = stats.ks_2samp(ref, win)
-    d, p, w = ks_wasserstein_samples(np.sort(ref), win)
+    d, p, w = ks_wasserstein_samples(np.sort(ref), win, merge=merge)
     assert d == pytest.approx(expected.statistic, rel=1e-12, abs=1e-15)
     _assert_ks_p(p, expected.pvalue)
     assert w == pytest.approx(stats.wasserstein_distance(ref, win), rel=1e-9)
@@ -367,8 +379,10 @@ def test_evidently_chisquare_is_goodness_of_fit_not_homogeneity(shift: float) ->
     win=st.lists(st.floats(-1e3, 1e3, allow_nan=False).map(lambda x: round(x, 1)), min_size=1, max_size=60),
 )
 def test_ks_wasserstein_fast_path_equals_scipy_on_arbitrary_samples(ref: list[float], win: list[float]) -> None:
-    """The O(n_window log n_reference) formulation against scipy on tiny, tied, disjoint samples."""
+    """Both exact routes (C merge; numpy O(n_window log n_reference)) against scipy on tiny,
+    tied, disjoint samples."""
     r = np.sort(np.array(ref))
-    d, _, w = ks_wasserstein_samples(r, np.array(win))
-    assert d == pytest.approx(stats.ks_2samp(r, win).statistic, abs=1e-12)
-    assert w == pytest.approx(stats.wasserstein_distance(r, win), rel=1e-9, abs=1e-9)
+    for merge in (True, False):
+        d, _, w = ks_wasserstein_samples(r, np.array(win), merge=merge)
+        assert d == stats.ks_2samp(r, win).statistic  # same counts, same two divisions: bit for bit
+        assert w == pytest.approx(stats.wasserstein_distance(r, win), rel=1e-9, abs=1e-9)
