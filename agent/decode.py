@@ -258,19 +258,12 @@ def decode_predictions(
     assert s.score is not None
     with np.errstate(invalid="ignore"):
         ok = s.ok & _known(scanner, known_models)[s.model] & ~((s.score < 0.0) | (s.score > 1.0))
-    broker = np.asarray(broker_ms)
-    slow, rejected, rest = _rest(values, ok, broker, lambda v, b: _decode_predictions(v, b, known_models, max_bytes,
-                                                                                      typed))
-    out: dict[str, Predictions] = {}
-    for k, model in enumerate(scanner.models):
-        pos = _rows(ok, s.model, k, len(scanner.models))
-        if pos.size:
-            pos, ts, ids = _scanned_rows(s, pos, broker, model, rejected)
-        if pos.size:
-            fast = Predictions(model, pos, ids, ts, s.value[pos], s.score[pos], None, None,
-                               scanner.columns(s, k, pos))
-            out[model] = _merge_predictions(fast, slow.pop(model), scanner.specs[model]) if model in slow else fast
-    return _first_seen_order(out, slow), sorted(rejected, key=lambda r: r.position)
+    score = s.score
+    return _native_groups(
+        values, broker_ms, scanner, s, ok, lambda v, b: _decode_predictions(v, b, known_models, max_bytes, typed),
+        lambda k, model, pos, ts, ids: Predictions(model, pos, ids, ts, s.value[pos], score[pos], None, None,
+                                                   scanner.columns(s, k, pos)),
+        lambda model, a, b: _merge_predictions(a, b, scanner.specs[model]))
 
 
 def _decode_predictions(
@@ -321,17 +314,10 @@ def decode_labels(
         return _first_seen_order(out, {}), rejected
     s = scanner.scan(values, max_bytes, labels=True)
     ok = s.ok & _known(scanner, known_models)[s.model]
-    broker = np.asarray(broker_ms)
-    slow, rejected, rest = _rest(values, ok, broker, lambda v, b: _decode_labels(v, b, known_models, max_bytes))
-    out: dict[str, Labels] = {}
-    for k, model in enumerate(scanner.models):
-        pos = _rows(ok, s.model, k, len(scanner.models))
-        if pos.size:
-            pos, ts, ids = _scanned_rows(s, pos, broker, model, rejected)
-        if pos.size:
-            fast = Labels(model, pos, ids, ts, s.value[pos])
-            out[model] = _merge_labels(fast, slow.pop(model)) if model in slow else fast
-    return _first_seen_order(out, slow), sorted(rejected, key=lambda r: r.position)
+    return _native_groups(values, broker_ms, scanner, s, ok,
+                          lambda v, b: _decode_labels(v, b, known_models, max_bytes),
+                          lambda k, model, pos, ts, ids: Labels(model, pos, ids, ts, s.value[pos]),
+                          lambda model, a, b: _merge_labels(a, b))
 
 
 def _decode_labels(values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str],
@@ -345,6 +331,25 @@ def _decode_labels(values: Sequence[bytes | None], broker_ms: np.ndarray, known_
 
 def _known(scanner: RecordScanner, known_models: Collection[str]) -> np.ndarray:
     return np.array([m in known_models for m in scanner.models], dtype=bool)
+
+
+def _native_groups(values: Sequence[bytes | None], broker_ms: np.ndarray, scanner: RecordScanner, s: Scanned,
+                   ok: np.ndarray, exact: Callable[[list[bytes | None], np.ndarray], tuple[dict[str, Any], list[Rejected]]],
+                   make: Callable[[int, str, np.ndarray, np.ndarray, np.ndarray], Any],
+                   merge: Callable[[str, Any, Any], Any]) -> tuple[dict[str, Any], list[Rejected]]:
+    """Groups of the scanned rows (``ok``) made per model by ``make``, the rest decoded by
+    ``exact``, merged per model in record order."""
+    broker = np.asarray(broker_ms)
+    slow, rejected = _rest(values, ok, broker, exact)
+    out: dict[str, Any] = {}
+    for k, model in enumerate(scanner.models):
+        pos = _rows(ok, s.model, k, len(scanner.models))
+        if pos.size:
+            pos, ts, ids = _scanned_rows(s, pos, broker, model, rejected)
+        if pos.size:
+            fast = make(k, model, pos, ts, ids)
+            out[model] = merge(model, fast, slow.pop(model)) if model in slow else fast
+    return _first_seen_order(out, slow), sorted(rejected, key=lambda r: r.position)
 
 
 def _first_seen_order(out: dict[str, Any], slow: dict[str, Any]) -> dict[str, Any]:
@@ -361,15 +366,15 @@ def _rows(ok: np.ndarray, model: np.ndarray, k: int, n_models: int) -> np.ndarra
 
 def _rest(values: Sequence[bytes | None], ok: np.ndarray, broker: np.ndarray,
           decode: Callable[[list[bytes | None], np.ndarray], tuple[dict[str, Any], list[Rejected]]],
-          ) -> tuple[dict[str, Any], list[Rejected], np.ndarray]:
+          ) -> tuple[dict[str, Any], list[Rejected]]:
     """The exact route over the records the scanner left, positions mapped back to the batch."""
     rest = np.flatnonzero(~ok)
     if not rest.size:
-        return {}, [], rest
+        return {}, []
     groups, rejected = decode([values[i] for i in rest.tolist()], broker[rest])
     for g in groups.values():
         g.positions = rest[g.positions]
-    return groups, [Rejected(int(rest[r.position]), r.reason, r.model) for r in rejected], rest
+    return groups, [Rejected(int(rest[r.position]), r.reason, r.model) for r in rejected]
 
 
 def _scanned_rows(s: Scanned, pos: np.ndarray, broker: np.ndarray, model: str, rejected: list[Rejected],
