@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol, Self
 
 import numpy as np
@@ -81,6 +82,8 @@ class Broker(Protocol):
     def connected(self) -> bool: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 
+
+_OFFSET, _TIMESTAMP, _KEY, _VALUE = map(attrgetter, ("offset", "timestamp", "key", "value"))
 
 # Consumer settings chosen for batch throughput and a fast group join (first join takes about
 # half of session_timeout_ms with kafka-python 3.0). Callers' client_options override them.
@@ -216,6 +219,9 @@ class KafkaBroker(BrokerCommon):
     def start(self) -> None:
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
+        from agent.kafka_batches import install
+
+        install()  # record batches read natively (agent/kafka_batches.py); kafka-python's own reader otherwise
         broker = self
         self._closing = False
 
@@ -310,10 +316,9 @@ class KafkaBroker(BrokerCommon):
             n = len(records)
             batches.append(RecordBatch(
                 topic=tp.topic, partition=tp.partition,
-                offsets=np.fromiter((r.offset for r in records), dtype=np.int64, count=n),
-                timestamps_ms=np.fromiter((r.timestamp for r in records), dtype=np.int64, count=n),
-                keys=[r.key for r in records],
-                values=[r.value for r in records]))
+                offsets=np.fromiter(map(_OFFSET, records), dtype=np.int64, count=n),
+                timestamps_ms=np.fromiter(map(_TIMESTAMP, records), dtype=np.int64, count=n),
+                keys=list(map(_KEY, records)), values=list(map(_VALUE, records))))
         return batches
 
     def assignment(self) -> set[TopicPartitionKey]:
