@@ -49,7 +49,13 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 
 class RecordScanner:
-    """Scans batches for a fixed set of models (``specs``: model name -> its feature keys)."""
+    """Scans batches for a fixed set of models (``specs``: model name -> its feature keys).
+
+    One per pipeline, used from one thread (it keeps per-column caches of category strings:
+    the first 128 distinct short values of each column, enough for categories; a
+    high-cardinality column just misses the cache). Records whose ``features`` come before
+    ``model`` are left to msgspec when there are several models (the layout is not known yet).
+    """
 
     def __init__(self, specs: Mapping[str, FeatureSpec]) -> None:
         if _scan is None:
