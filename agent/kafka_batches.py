@@ -3,7 +3,7 @@
 kafka-python decodes every record of a fetched batch in Python (varints, slices, a record
 object): ~11 us a record on this project's machine, most of what separates it from the
 confluent client at wide records. :func:`install` replaces only ``DefaultRecordBatch.__iter__``
-of the pinned kafka-python version with one call into ``agent._scan.kafka_records``, which
+of the pinned kafka-python version with one call into ``agent._kafka.kafka_records``, which
 builds the same ``DefaultRecord`` objects (offsets, timestamps, keys, values, headers). All the
 rest stays kafka-python's: fetching, CRC checks, decompression, transactions and control
 batches (read by kafka-python itself), and every error: a body the native reader finds
@@ -20,7 +20,7 @@ import kafka
 from kafka.record.default_records import DefaultRecord, DefaultRecordBatch
 
 try:
-    from agent._scan import kafka_records
+    from agent._kafka import kafka_records
 except ImportError:  # built without a C compiler
     kafka_records = None
 

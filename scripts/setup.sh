@@ -10,8 +10,8 @@ if ! command -v prometheus >/dev/null || ! { command -v prometheus-alertmanager 
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
 fi
 PY=${PYTHON:-python3}
-# A C compiler and the Python headers build the two small C extensions (agent/_scan.c,
-# detectors/_ecdf.c); without them the install still works, only slower, and the tests say so.
+# A C compiler and the Python headers build the small C extensions (agent/_scan.c,
+# agent/_kafka.c, detectors/_ecdf.c); without them the install still works, only slower, and the tests say so.
 if ! command -v cc >/dev/null || ! $PY -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc python3-dev >/dev/null
@@ -20,5 +20,5 @@ if ! $PY -c 'import torch' 2>/dev/null; then
   $PY -m pip install -q 'torch==2.13.0'
 fi
 $PY -m pip install -q -e '.[test]'
-$PY -c 'import agent._scan, detectors._ecdf' 2>/dev/null \
+$PY -c 'import agent._scan, agent._kafka, detectors._ecdf' 2>/dev/null \
   || echo "setup.sh: the C extensions did not build (see pip's output); driftwarden runs, slower" >&2
