@@ -385,9 +385,9 @@ def _scanned_rows(s: Scanned, pos: np.ndarray, broker: np.ndarray, model: str, r
         for p in pos[bad].tolist():
             rejected.append(Rejected(p, "field 'timestamp' must be RFC 3339 or epoch seconds/milliseconds", model))
         pos, ts = pos[~bad], ts[~bad]
-    ids = np.empty(pos.size, dtype=object)
-    ids[:] = [s.ids[i] for i in pos.tolist()] if pos.size < len(s.ids) else s.ids
-    return pos, ts, ids
+    ids = np.empty(len(s.ids), dtype=object)
+    ids[:] = s.ids
+    return pos, ts, ids if pos.size == ids.size else ids[pos]
 
 
 def _interleave(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -107,14 +107,19 @@ def epoch_seconds(nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scanned_timestamps(s: Scanned, pos: np.ndarray, broker_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`timestamps` of scanned rows: numbers vectorised, strings (if any) by pandas."""
+    """:func:`timestamps` of scanned rows: numbers vectorised; strings (a row whose numeric
+    timestamp is NaN and whose string is set) parsed by :func:`timestamps` itself, in one call."""
     t = s.ts[pos]
-    if s.ts_str is not None:
-        strs = s.ts_str
-        return timestamps([strs[i] if strs[i] is not None else None if t[j] != t[j] else float(t[j])
-                            for j, i in enumerate(pos.tolist())], broker_ms)
     out = broker_ms.astype(float) / 1000.0
     have = ~np.isnan(t)
     secs, bad = epoch_seconds(t)
     out[have] = secs[have]
-    return out, bad & have
+    bad &= have
+    if s.ts_str is not None:
+        strs = np.empty(len(s.ts_str), dtype=object)
+        strs[:] = s.ts_str
+        strs = strs[pos]
+        is_str = strs != None  # noqa: E711 - elementwise None test
+        if is_str.any():
+            out[is_str], bad[is_str] = timestamps(strs[is_str].tolist(), broker_ms[is_str])
+    return out, bad
