@@ -191,6 +191,8 @@ static double round_u128(u128 q, int scale, int sticky) {
 /* A JSON number at c->p, validated against the JSON grammar. Returns 0 and the correctly
  * rounded double in *out, or -1 (malformed, or out of double range: the record punts).
  * *is_int tells an integer token (no fraction, no exponent). */
+#define MAX_NUMBER_TOKEN 128 /* characters; agent.decode.LONG_NUMBER matches the same runs */
+
 static int lex_number(Cur *c, double *out, int *is_int) {
     const char *start = c->p, *p = c->p, *end = c->end;
     int neg = 0;
@@ -257,6 +259,10 @@ static int lex_number(Cur *c, double *out, int *is_int) {
         }
         if (eneg) exp10 = -exp10;
     }
+    /* A long token is left to the exact route, which converts it with Python's rules: the
+     * leading-zero count and the exponent saturate differently, so scaling them here could
+     * mis-round (0. + 99,999 zeros + 1e1000000 is +inf, not 1.0). */
+    if (p - start >= MAX_NUMBER_TOKEN) return -1;
     c->p = p;
     long e = exp10 - frac + dropped;
     double v;
@@ -415,11 +421,17 @@ static void model_free(Model *m) {
     PyMem_Free(m->name);
 }
 
-static void Scanner_dealloc(Scanner *self) {
+static void models_free(Scanner *self) {
     if (self->models) {
         for (int i = 0; i < self->n_models; i++) model_free(&self->models[i]);
         PyMem_Free(self->models);
     }
+    self->models = NULL;
+    self->n_models = 0;
+}
+
+static void Scanner_dealloc(Scanner *self) {
+    models_free(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -510,6 +522,9 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "Scanner needs at least one model");
         return -1;
     }
+    /* __init__ may run again on the same object: the old models go first, and a failed
+     * init leaves no model at all (scan() then refuses), never a half-built one. */
+    models_free(self);
     self->models = PyMem_Calloc((size_t)n, sizeof(Model));
     if (self->models == NULL) {
         PyErr_NoMemory();
@@ -520,9 +535,13 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
         PyObject *spec = PyTuple_GET_ITEM(specs, i);
         if (!PyTuple_Check(spec)) {
             PyErr_SetString(PyExc_TypeError, "each model spec is (name, numeric, categorical, extra)");
+            models_free(self);
             return -1;
         }
-        if (model_init(&self->models[i], spec) < 0) return -1;
+        if (model_init(&self->models[i], spec) < 0) {
+            models_free(self);
+            return -1;
+        }
     }
     return 0;
 }
@@ -847,6 +866,10 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
                           &va_o, &sc_o, &PyTuple_Type, &num_o))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(values);
+    if (self->models == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner has no models (its __init__ failed or never ran)");
+        return NULL;
+    }
     if (!labels && PyTuple_GET_SIZE(num_o) != self->n_models) {
         PyErr_SetString(PyExc_ValueError, "numeric needs one buffer per model");
         return NULL;

@@ -219,9 +219,6 @@ class KafkaBroker(BrokerCommon):
     def start(self) -> None:
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
-        from agent.kafka_batches import install
-
-        install()  # record batches read natively (agent/kafka_batches.py); kafka-python's own reader otherwise
         broker = self
         self._closing = False
 

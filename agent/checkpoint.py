@@ -179,7 +179,7 @@ def _window_state(arrays: Arrays, prefix: str, w: Window, cache: _TextCache | No
         c = w.conditional.conditional
         cond = {"label_shift": _result(w.conditional.label_shift), "conditional": None if c is None else asdict(c)}
     return {"id": w.id, "start": w.start_s, "end": w.end_s, "n": w.n, "closed": w.closed, "perf_dirty": w.perf_dirty,
-            "settled": w.settled, "conditional": cond,
+            "settled": w.settled, "conditional": cond, "failed": w.failed,
             "features": list(feats.items()), "prediction": _summary_state(arrays, f"{prefix}.pred", w.prediction),
             "segments": list(rows.segments), "proba": list(rows.proba), "verdict": verdict}
 
@@ -201,6 +201,7 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
     rows.labelled[: rows.n] = arrays[f"{prefix}.labelled"]
     w = Window(d["id"], d["start"], d["end"], feats, pred, rows, d["n"], d["closed"], d["perf_dirty"])
     w.settled = d["settled"]
+    w.failed = d.get("failed")  # absent in checkpoints written before windows could fail
     if d["conditional"] is not None:
         c = d["conditional"]["conditional"]
         w.conditional = WindowConditional(_unresult(d["conditional"]["label_shift"]),

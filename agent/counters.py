@@ -25,6 +25,7 @@ class Counters:
     dead_letters: Counter[str] = field(default_factory=Counter)  # source topic
     label_delay: dict[str, np.ndarray] = field(default_factory=dict)  # model -> bucket counts (+Inf last)
     label_delay_sum: Counter[str] = field(default_factory=Counter)  # integer milliseconds
+    window_failures: Counter[str] = field(default_factory=Counter)  # model: judgements that raised
 
     def observe_label_delay(self, model: str, delays_s: np.ndarray) -> None:
         if delays_s.size == 0:
@@ -42,6 +43,7 @@ class Counters:
             Counter(self.events), Counter(self.schema), Counter(self.skew), Counter(self.windows),
             Counter(self.unlabelled), Counter(self.incidents), Counter(self.dead_letters),
             {k: v.copy() for k, v in self.label_delay.items()}, Counter(self.label_delay_sum),
+            Counter(self.window_failures),
         )
 
     def state(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class Counters:
             "dead_letters": rows(self.dead_letters),
             "label_delay": {k: v.tolist() for k, v in self.label_delay.items()},
             "label_delay_sum": dict(self.label_delay_sum),
+            "window_failures": rows(self.window_failures),
         }
 
     @classmethod
@@ -68,5 +71,5 @@ class Counters:
             tup(s["events"]), tup(s["schema"]), tup(s["skew"]), one(s["windows"]), one(s["unlabelled"]),
             tup(s["incidents"]), one(s["dead_letters"]),
             {k: np.asarray(v, dtype=np.int64) for k, v in s["label_delay"].items()},
-            Counter(s["label_delay_sum"]),
+            Counter(s["label_delay_sum"]), one(s.get("window_failures", [])),
         )

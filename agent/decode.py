@@ -10,6 +10,10 @@ names the field, so the caller can dead-letter and count it; nothing is dropped 
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import re
 from operator import attrgetter
 from typing import Any, Callable, Collection, Iterator, Sequence
 
@@ -22,9 +26,15 @@ from agent.features import FeatureColumns, FeatureSpec, TypedFeatures, extract_f
 from agent.records import Labels, Predictions, Rejected, scanned_timestamps, timestamps
 from agent.scan import RecordScanner, Scanned
 
-__all__ = ["Rejected", "Predictions", "Labels", "decode_predictions", "decode_labels"]
+__all__ = ["Rejected", "Predictions", "Labels", "decode_predictions", "decode_labels", "LONG_NUMBER"]
+
+log = logging.getLogger(__name__)
 
 _NUMBER = (int, float)
+# A run of number characters this long is converted with Python's own rules (float()): the C
+# parsers here round correctly only on shorter tokens (msgspec 0.23 reads "0." + 99,999 zeros +
+# "1e1000000", which is +inf, as 0.0). Strings with long digit runs take the same, slower route.
+LONG_NUMBER = re.compile(rb"[-+.0-9eE]{128,}")
 
 
 def _field_error(obj: Any, required: Sequence[str]) -> str | None:
@@ -42,11 +52,17 @@ def _type_name(v: Any) -> str:
     )
 
 
+# A feature value is a float (so an integer beyond a double's range is refused here and
+# named by the exact route), a string, a boolean, null, or a nested value that the feature
+# checks count as a type error.
+_FeatureValue = float | str | bool | None | dict[str, Any] | list[Any]
+
+
 class _Prediction(msgspec.Struct):
     prediction_id: str
     model: str
-    features: dict[str, Any]
-    prediction: bool | int | float | str
+    features: dict[str, _FeatureValue]
+    prediction: bool | float | str  # float, not int: an integer beyond a double's range is refused
     score: float | None = None
     scores: dict[str, float] | None = None
     timestamp: float | str | None = None
@@ -55,7 +71,7 @@ class _Prediction(msgspec.Struct):
 class _Label(msgspec.Struct):
     prediction_id: str
     model: str
-    label: bool | int | float | str
+    label: bool | float | str
     timestamp: float | str | None = None
 
 
@@ -82,14 +98,15 @@ def _fast(values: Sequence[bytes | None], kind: type, max_bytes: int, typed: Typ
     else:
         first = decode = generic
     if values and None not in values and max(map(len, values)) <= max_bytes:  # type: ignore[arg-type]
-        try:
-            return [first(v) for v in values], []  # the usual case: a clean batch
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
+        if not any(map(LONG_NUMBER.search, values)):  # type: ignore[arg-type]
+            try:
+                return [first(v) for v in values], []  # the usual case: a clean batch
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
     out: list[Any] = [None] * len(values)
     slow: list[int] = []
     for i, v in enumerate(values):
-        if v is None or len(v) > max_bytes:
+        if v is None or len(v) > max_bytes or LONG_NUMBER.search(v):
             slow.append(i)
             continue
         try:
@@ -100,14 +117,82 @@ def _fast(values: Sequence[bytes | None], kind: type, max_bytes: int, typed: Typ
 
 
 def _load(v: bytes | None, max_bytes: int) -> tuple[Any, str | None]:
+    """The exact route's parse: orjson, or Python's json where a long number token needs
+    Python's rounding; numbers outside a double's range are refused with their field named."""
     if v is None:
         return None, "empty record (null value)"
     if len(v) > max_bytes:
         return None, f"record of {len(v)} bytes exceeds the {max_bytes}-byte limit"
+    if LONG_NUMBER.search(v) is None:
+        try:
+            return orjson.loads(v), None
+        except orjson.JSONDecodeError as e:
+            if "number" not in str(e):
+                return None, f"invalid JSON: {e}"
+            # orjson refuses integers beyond 64 bits and numbers beyond a double: valid JSON,
+            # so read it again to accept the in-range ones and name the field of the others
+    return _load_python(v)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _load_python(v: bytes) -> tuple[Any, str | None]:
     try:
-        return orjson.loads(v), None
-    except orjson.JSONDecodeError as e:
-        return None, f"invalid JSON: {e}"
+        o = json.loads(v, parse_constant=_reject_constant)
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply"
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limit, NaN/Infinity
+        return None, f"invalid JSON: {e}"[:300]
+    err = _string_error(o, 0)
+    if err is not None:
+        return None, err
+    return o, _range_error(o)
+
+
+def _string_error(o: Any, depth: int) -> str | None:
+    """orjson's rule, which Python's json does not apply: no lone surrogate in a string."""
+    if depth > 1024:
+        return "invalid JSON: nested too deeply"
+    if type(o) is str:
+        try:
+            o.encode("utf-8")
+        except UnicodeEncodeError:
+            return "invalid JSON: string holds a lone UTF-16 surrogate"
+        return None
+    items = o.items() if type(o) is dict else o if type(o) is list else ()
+    for item in items:
+        for x in (item if type(o) is dict else (item,)):
+            if (err := _string_error(x, depth + 1)) is not None:
+                return err
+    return None
+
+
+def _out_of_range(x: Any) -> bool:
+    if type(x) is int:
+        try:
+            float(x)
+        except OverflowError:
+            return True
+        return False
+    return type(x) is float and not math.isfinite(x)
+
+
+def _range_error(o: Any) -> str | None:
+    """A number beyond a double (``1e400``, an integer of 309 digits) in a field the agent reads."""
+    if type(o) is not dict:
+        return None
+    for name in ("prediction", "score", "label", "timestamp"):
+        if _out_of_range(o.get(name)):
+            return f"field '{name}' is a number outside the range of a double"
+    for parent in ("features", "scores"):
+        d = o.get(parent)
+        if type(d) is dict:
+            for k, x in d.items():
+                if _out_of_range(x):
+                    return f"field '{parent}.{k}' is a number outside the range of a double"[:300]
+    return None
 
 
 def _envelope_error(o: Any, required: Sequence[str], known_models: Collection[str]) -> str | None:
@@ -207,12 +292,14 @@ def _group(structs: list[Any]) -> dict[str, np.ndarray]:
 
 
 def _column(values: list[Any]) -> np.ndarray:
-    try:
+    """A prediction or label column as every route writes it: float64 when every value is a
+    number or a boolean (``true`` is 1.0, as the scanner writes it), else an object array of
+    floats and strings, so one batch's rows compare equal whichever route decoded them."""
+    if str not in set(map(type, values)):  # not np.asarray(dtype=float): it would parse "1" as 1.0
         return np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
+    out = np.empty(len(values), dtype=object)
+    out[:] = [v if type(v) is str else float(v) for v in values]
+    return out
 
 
 def _by_model(values: Sequence[bytes | None], broker_ms: np.ndarray, kind: type, known_models: Collection[str],
@@ -250,7 +337,23 @@ def decode_predictions(
     With ``typed``, the models it covers get their feature columns built here
     (:attr:`Predictions.columns`); others keep the raw feature objects. With ``scanner`` (built
     from the same specs as ``typed``), records are scanned natively first and only the ones it
-    leaves take the msgspec route; the result is the same."""
+    leaves take the msgspec route; the result is the same.
+
+    Never raises on a record's content: if the batch's fast routes raise, the batch is decoded
+    again record by record through the exact route, and a record that still raises is rejected
+    with the exception named."""
+    try:
+        return _predictions(values, broker_ms, known_models, max_bytes, typed, scanner)
+    except Exception as e:  # noqa: BLE001 - a record's content must never stop the agent
+        _log_fallback("prediction", len(values), e)
+        return _record_by_record(values, broker_ms, lambda v, b: _decode_predictions(v, b, known_models, max_bytes, None),
+                                 lambda model, parts: _concat_predictions(model, parts, typed))
+
+
+def _predictions(
+    values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int,
+    typed: TypedFeatures | None, scanner: RecordScanner | None,
+) -> tuple[dict[str, Predictions], list[Rejected]]:
     if scanner is None or not len(values):
         out, rejected = _decode_predictions(values, broker_ms, known_models, max_bytes, typed)
         return _first_seen_order(out, {}), rejected
@@ -308,7 +411,18 @@ def decode_labels(
     scanner: RecordScanner | None = None,
 ) -> tuple[dict[str, Labels], list[Rejected]]:
     """Decode label records; valid ones grouped by model, the rest rejected with a reason
-    (scanned natively first with ``scanner``, as in :func:`decode_predictions`)."""
+    (scanned natively first with ``scanner``, and never raising on content, as
+    :func:`decode_predictions`)."""
+    try:
+        return _labels(values, broker_ms, known_models, max_bytes, scanner)
+    except Exception as e:  # noqa: BLE001 - a record's content must never stop the agent
+        _log_fallback("label", len(values), e)
+        return _record_by_record(values, broker_ms, lambda v, b: _decode_labels(v, b, known_models, max_bytes),
+                                 _concat_labels)
+
+
+def _labels(values: Sequence[bytes | None], broker_ms: np.ndarray, known_models: Collection[str], max_bytes: int,
+            scanner: RecordScanner | None) -> tuple[dict[str, Labels], list[Rejected]]:
     if scanner is None or not len(values):
         out, rejected = _decode_labels(values, broker_ms, known_models, max_bytes)
         return _first_seen_order(out, {}), rejected
@@ -325,6 +439,60 @@ def _decode_labels(values: Sequence[bytes | None], broker_ms: np.ndarray, known_
     groups, rejected = _by_model(values, broker_ms, _Label, known_models, max_bytes)
     out = {model: Labels(model, pos, ids, ts, _column([r.label for r in recs])) for model, pos, recs, ts, ids in groups}
     return out, rejected
+
+
+# ---- the record-by-record fallback ----
+
+def _log_fallback(stream: str, n: int, e: BaseException) -> None:
+    log.warning("a %s batch of %d records raised %s in its fast decode (%s); decoding it record by record",
+                stream, n, type(e).__name__, str(e)[:200])
+
+
+def _record_by_record(values: Sequence[bytes | None], broker_ms: np.ndarray,
+                      exact: Callable[[list[bytes | None], np.ndarray], tuple[dict[str, Any], list[Rejected]]],
+                      concat: Callable[[str, list[Any]], Any]) -> tuple[dict[str, Any], list[Rejected]]:
+    """Each record alone through the exact route; one that raises there too is rejected with the
+    exception named, so the rest of its batch goes on."""
+    broker = np.asarray(broker_ms)
+    parts: dict[str, list[Any]] = {}
+    rejected: list[Rejected] = []
+    for i, v in enumerate(values):
+        try:
+            groups, rej = exact([v], broker[i:i + 1])
+        except Exception as e:  # noqa: BLE001 - the record, not the agent, is at fault
+            rejected.append(Rejected(i, f"record could not be decoded ({type(e).__name__}: {e})"[:300], None))
+            continue
+        rejected.extend(Rejected(i, r.reason, r.model) for r in rej)
+        for model, g in groups.items():
+            g.positions = np.array([i], dtype=np.int64)
+            parts.setdefault(model, []).append(g)
+    return {model: concat(model, gs) for model, gs in parts.items()}, rejected
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    if len({a.dtype for a in arrays}) == 1:
+        return np.concatenate(arrays)
+    return np.concatenate([a.astype(object) for a in arrays])
+
+
+def _concat_predictions(model: str, parts: list[Predictions], typed: TypedFeatures | None) -> Predictions:
+    """One model's single-record groups (dict route: raw features) as one group, with typed
+    columns where ``typed`` covers the model, as the fast routes give them."""
+    feats = [f for p in parts for f in (p.features or [])]
+    scores = [x for p in parts for x in (p.scores or [None] * len(p))]
+    columns = None
+    if typed is not None and model in typed.specs:
+        spec = typed.specs[model]
+        columns = extract_features(feats, spec.numeric, spec.categorical, spec.extra)
+    return Predictions(model, _concat([p.positions for p in parts]), _concat([p.ids for p in parts]),
+                       _concat([p.event_s for p in parts]), _concat([p.prediction for p in parts]),
+                       _concat([p.score for p in parts]), None if columns is not None else feats,
+                       scores if any(x is not None for x in scores) else None, columns)
+
+
+def _concat_labels(model: str, parts: list[Labels]) -> Labels:
+    return Labels(model, _concat([p.positions for p in parts]), _concat([p.ids for p in parts]),
+                  _concat([p.event_s for p in parts]), _concat([p.label for p in parts]))
 
 
 # ---- merging the native scan with the exact route ----

@@ -80,6 +80,12 @@ class AgentCollector:
         for model, n in sorted(c.unlabelled.items()):
             unlabelled.add_metric([model], n)
         yield unlabelled
+        failures = CounterMetricFamily("driftwarden_window_failures_total",
+                                       "Windows whose judgement raised on their data (marked failed; the agent goes on)",
+                                       labels=["model"])
+        for model, n in sorted(c.window_failures.items()):
+            failures.add_metric([model], n)
+        yield failures
 
         dlq = CounterMetricFamily("driftwarden_dead_letters_total", "Records sent to the dead-letter topic.", labels=["topic"])
         for topic, n in sorted(c.dead_letters.items()):

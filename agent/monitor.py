@@ -6,6 +6,7 @@ prediction-id join (a hash lookup per id, done with comprehensions).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from detectors.result import DriftResult
 __all__ = ["ModelMonitor", "WindowResult", "MAX_UNEXPECTED_KEYS"]
 
 MAX_UNEXPECTED_KEYS = 100  # distinct unexpected feature names exported per model
+
+log = logging.getLogger(__name__)
 
 
 def _class_key(c: object) -> str:
@@ -56,6 +59,7 @@ class WindowResult:
     provisional: bool = True  # performance may still move: coverage below min_coverage, not final
     ci: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # segment -> metric -> [lo, hi]
     conditional: dict[str, Any] = field(default_factory=dict)  # label shift, concept vs covariate
+    failed: str | None = None  # why the judgement raised on this window's data (no verdicts then)
 
     def to_dict(self) -> dict[str, Any]:
         pd_ = self.prediction_drift
@@ -67,6 +71,7 @@ class WindowResult:
                                                           "p_value": pd_.p_value, "effect_size": pd_.effect_size},
             "performance": self.performance, "ci": self.ci, "support": self.support,
             "label_coverage": self.label_coverage, "provisional": self.provisional, **self.conditional,
+            **({"failed": self.failed} if self.failed is not None else {}),
         }
 
 
@@ -93,6 +98,7 @@ class ModelMonitor:
     latest_conditional: WindowConditional | None = None  # of the last settled window
     concept: ConceptTracker = field(init=False)
     _ref_labels: np.ndarray | None = field(init=False, default=None)  # encoded reference targets
+    _lookup: dict[str, float] | None = field(init=False, default=None)  # class text -> code
 
     def __post_init__(self) -> None:
         # Series exist from the start at 0 (so rate() works from the first event and a restarted
@@ -233,7 +239,7 @@ class ModelMonitor:
                 w.features[name] += FeatureSummary(fd.binner.count(codes[name][sel]))  # type: ignore[union-attr]
             else:
                 w.features[name] += fd.summarise(cols.values[name][sel])
-        pred_values = p.score[sel] if self.ref.config.score else p.prediction[sel]
+        pred_values = p.score[sel] if self.ref.config.score else self._class_texts(p.prediction[sel])
         w.prediction += self.ref.prediction_drift.summarise(pred_values)
         w.observe_times(p.event_s[sel], bucketed)
         w.n += k
@@ -280,15 +286,54 @@ class ModelMonitor:
         return FeatureSpec(numeric, categorical, extra)
 
     def _encode(self, values: np.ndarray) -> np.ndarray:
-        """Class values to float codes comparable with the reference target (numeric as is)."""
-        try:
-            return np.asarray(values, dtype=float)
-        except (TypeError, ValueError):
+        """Class values to float codes comparable with the reference target.
+
+        Every decode route writes a prediction or label column the same way: float64 (numbers,
+        booleans as 0/1) or, when a record sent a string, an object array of floats and strings.
+        A number names a numeric class by its value (kept as is, so a value the reference never
+        had is left out of performance later); a string names a class by its text (``"1"`` is
+        class 1, ``"yes"`` is the class ``"yes"``); a number never names a string class unless
+        its text is that class. Anything else is NaN."""
+        arr = np.asarray(values)
+        numeric_classes = self.ref.classes is None or self.ref.classes.dtype.kind in "biuf"
+        if arr.dtype != object:
+            out = arr.astype(float)
+            if numeric_classes:
+                return out
+            uniq, inv = np.unique(out, return_inverse=True)  # a number names a string class by its text
+            lookup = self._class_lookup()
+            return np.array([lookup.get(_class_key(u), np.nan) for u in uniq.tolist()], dtype=float)[inv]
+        lookup = self._class_lookup()
+        out = np.full(arr.size, np.nan)
+        for i, v in enumerate(arr.tolist()):
+            if type(v) is str:
+                out[i] = lookup.get(v, np.nan)
+            elif isinstance(v, (int, float, np.integer, np.floating)):
+                out[i] = float(v) if numeric_classes else lookup.get(_class_key(v), np.nan)
+        return out
+
+    def _class_texts(self, values: np.ndarray) -> np.ndarray:
+        """Predicted classes as the categorical prediction-drift bins name them (the reference's
+        text: ``1``, not the ``1.0`` a float column would print); regression values as they are."""
+        if self.ref.config.task == "regression":
+            return values
+        if values.dtype == object:  # a record sent a string class: rare, per value
+            out = np.empty(values.size, dtype=object)
+            out[:] = [v if type(v) is str else _class_key(v) for v in values.tolist()]
+            return out
+        uniq, inv = np.unique(values, return_inverse=True)
+        texts = np.empty(uniq.size, dtype=object)
+        texts[:] = [_class_key(v) for v in uniq.tolist()]
+        return texts[inv]
+
+    def _class_lookup(self) -> dict[str, float]:
+        """A class's text -> its code (numeric classes: their value; others: their index)."""
+        if self._lookup is None:
             classes = self.ref.classes
-            if classes is None:
-                return np.full(len(values), np.nan)
-            lookup = {str(c): float(c) if isinstance(c, (int, float, np.number)) else float(i) for i, c in enumerate(classes)}
-            return np.array([lookup.get(str(v), np.nan) for v in values], dtype=float)
+            self._lookup = {} if classes is None else {
+                _class_key(c): float(c) if isinstance(c, (int, float, np.number)) else float(i)
+                for i, c in enumerate(classes.tolist())}
+        return self._lookup
 
     # -- labels --------------------------------------------------------------------------
     def add_labels(self, lab: Labels, source: str = "") -> list[WindowResult]:
@@ -408,6 +453,19 @@ class ModelMonitor:
             self._settle(w)
 
     def _settle(self, w: Window) -> None:
+        try:
+            self._settle_window(w)
+        except Exception as e:  # noqa: BLE001 - a window's data must never stop the agent
+            if w.failed is None:
+                w.failed = f"{type(e).__name__}: {e}"[:300]
+                self.counters.window_failures[self.name] += 1
+            log.error("model %s window %d: settling failed (%s); the window is marked failed",
+                      self.name, w.id, w.failed, exc_info=True)
+        w.settled = True
+        w.perf_dirty = True
+
+    def _settle_window(self, w: Window) -> None:
+        """Feed the window's error stream to the concept detectors; run its conditional tests."""
         rows = self._labelled(w)
         if rows is not None:
             y, yp, score, _ = rows
@@ -423,10 +481,31 @@ class ModelMonitor:
                     self.ref.cbpe, self.ref.config.drift.alpha)
                 if w.conditional.conditional is not None:
                     self.latest_conditional = w.conditional
-        w.settled = True
-        w.perf_dirty = True
 
     def _judge(self, w: Window, final: bool) -> WindowResult:
+        """The window's verdicts; a judgement that raises on the window's data marks the window
+        failed with the reason (counted, logged, in its result) and the agent goes on."""
+        try:
+            res = self._judge_window(w, final) if w.failed is None else None
+        except Exception as e:  # noqa: BLE001 - a window's data must never stop the agent
+            w.failed = f"{type(e).__name__}: {e}"[:300]
+            self.counters.window_failures[self.name] += 1
+            log.error("model %s window %d: judgement failed (%s); the window is marked failed",
+                      self.name, w.id, w.failed, exc_info=True)
+            res = None
+        if res is None:
+            if w.verdict is None:
+                w.verdict = (DatasetDriftReport((), (), self.ref.drift.n_reference, w.n), None)
+                for fs in w.features.values():
+                    fs.sample = None
+            w.perf_dirty = False
+            res = WindowResult(self.name, w.id, w.start_s, w.end_s, w.n, w.verdict[0], w.verdict[1], {}, {},
+                               w.rows.coverage, final, not (final or w.settled), failed=w.failed)
+        if self.on_result is not None:
+            self.on_result(res)
+        return res
+
+    def _judge_window(self, w: Window, final: bool) -> WindowResult:
         if w.verdict is None:  # drift is fixed at close; only performance changes later
             pred = None
             if w.prediction.bins.total:
@@ -443,8 +522,6 @@ class ModelMonitor:
                            provisional, ci, {} if w.conditional is None else w.conditional.to_dict())
         if perf and (self.latest_perf is None or w.id >= self.latest_perf.window_id):
             self.latest_perf = res
-        if self.on_result is not None:
-            self.on_result(res)
         return res
 
     def _estimate(self, w: Window) -> None:

@@ -6,6 +6,7 @@ returned dead letters. That keeps the path testable in-process and benchmarkable
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,6 +19,8 @@ from agent.monitor import ModelMonitor, WindowResult
 from agent.scan import NATIVE, RecordScanner
 
 __all__ = ["DeadLetter", "Pipeline"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,18 @@ class Pipeline:
             dead.extend(self._reject(b, rejected, stream))
             for model, rows in groups.items():
                 mon = self.monitors[model]
-                if stream == "predictions":
-                    results.extend(mon.add_predictions(rows, f"{b.topic}:{b.partition}"))  # type: ignore[arg-type]
-                else:
-                    results.extend(mon.add_labels(rows, f"{b.topic}:{b.partition}"))  # type: ignore[arg-type]
+                try:
+                    if stream == "predictions":
+                        results.extend(mon.add_predictions(rows, f"{b.topic}:{b.partition}"))  # type: ignore[arg-type]
+                    else:
+                        results.extend(mon.add_labels(rows, f"{b.topic}:{b.partition}"))  # type: ignore[arg-type]
+                except Exception as e:  # noqa: BLE001 - a record's content must never stop the agent
+                    # Decoded records that still break windowing: a bug, but not one to crash-loop on.
+                    # They are dead-lettered with the reason, so nothing is lost.
+                    log.error("model %s: windowing %d %s raised %s: %s; the records go to the DLQ",
+                              model, len(rows), stream, type(e).__name__, e, exc_info=True)
+                    why = f"windowing raised {type(e).__name__}: {e}"[:300]
+                    dead.extend(self._reject(b, [Rejected(int(p), why, model) for p in rows.positions], stream))
             self._timed(f"window_{stream}", t0)
         return results, dead
 

@@ -110,6 +110,7 @@ class Window:
     verdict: Any = None  # (DatasetDriftReport, prediction DriftResult | None), fixed at close
     settled: bool = False  # labels judged final enough: fed to concept detectors, not provisional
     conditional: Any = None  # agent.concept.WindowConditional, set when it settles
+    failed: str | None = None  # why its judgement raised on its data; it is not judged again
 
     def observe_times(self, event_s: np.ndarray, bucketed: bool) -> None:
         if bucketed or event_s.size == 0:

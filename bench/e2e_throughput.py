@@ -6,8 +6,7 @@ For each feature count: an embedded tansu broker, one-partition topics, N predic
 and labels for half of them produced up front; then, side by side on the same topics:
 
 - ``bare consumer``: agent.broker.KafkaBroker polling every record and doing nothing with it
-  (the client's ceiling, with the native batch reader of agent/kafka_batches.py as the agent
-  runs it: the agent cannot be faster than this);
+  (kafka-python's ceiling as the agent runs it: the agent cannot be faster than this);
 - ``agent (kafka-python)`` and ``agent (confluent)``: the real Agent (decode, validate, join,
   windows, drift verdicts, metrics snapshot, checkpoints, offset commits) consuming the same
   records in its own consumer group, with each Kafka client behind the Broker seam.

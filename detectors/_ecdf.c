@@ -44,11 +44,18 @@ static PyObject *ks_w1(PyObject *mod, PyObject *args) {
         return NULL;
     }
     double d = 0.0, w = 0.0, diff = 0.0, prev = 0.0;
+    int bad = 0;
     Py_BEGIN_ALLOW_THREADS
     Py_ssize_t i = 0, j = 0;
     int started = 0;
     while (i < n1 || j < n2) {
         double x = (j >= n2 || (i < n1 && r[i] <= v[j])) ? r[i] : v[j];
+        /* A NaN equals nothing, so neither index would move (an endless loop); a value below the
+         * previous one means the input was not sorted. Both are the caller's error. */
+        if (x != x || (started && x < prev)) {
+            bad = 1;
+            break;
+        }
         if (started) w += fabs(diff) * (x - prev);
         while (i < n1 && r[i] == x) i++;
         while (j < n2 && v[j] == x) j++;
@@ -62,6 +69,10 @@ static PyObject *ks_w1(PyObject *mod, PyObject *args) {
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&rb);
     PyBuffer_Release(&wb);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "reference and window must be sorted and NaN-free");
+        return NULL;
+    }
     return Py_BuildValue("(dd)", d, w);
 }
 

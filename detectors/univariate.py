@@ -226,8 +226,8 @@ def ks_wasserstein_samples(reference: SortedReference | np.ndarray,
                            window: np.ndarray, merge: bool = True) -> tuple[float, float, float]:
     """KS ``(D, p_value)`` and the (unnormalised) first Wasserstein distance in one pass.
 
-    ``reference`` is a :class:`SortedReference` (build it once per reference) or a sorted,
-    NaN-free array. Two exact routes give the same numbers:
+    ``reference`` is a :class:`SortedReference` (build it once per reference) or an array
+    (sorted and cleaned of NaN here). Two exact routes give the same numbers:
 
     * a linear merge of both empirical CDFs in C (``detectors/_ecdf.c``), O(n_reference +
       n_window), used when it is built, ``merge`` is True and the reference is at most 64 times
@@ -243,7 +243,9 @@ def ks_wasserstein_samples(reference: SortedReference | np.ndarray,
     >>> round(d, 2), round(w, 2)
     (0.1, 0.5)
     """
-    r = reference.values if isinstance(reference, SortedReference) else np.asarray(reference, dtype=float)
+    # A raw array is sorted and cleaned here (cheap when it already is): a NaN in it would make
+    # both exact routes wrong, and the C merge refuses it.
+    r = reference.values if isinstance(reference, SortedReference) else _sorted_non_null(reference)
     r = np.ascontiguousarray(r)
     win = _sorted_non_null(window)
     n1, n2 = r.size, win.size
@@ -292,7 +294,24 @@ def _ks_w1_search(ref: SortedReference, win: np.ndarray) -> tuple[float, float]:
     below = np.where(a < q, c * (hi - a) - (integral(hi, np.where(b <= q, right[1:], q_end)) - gu[:-1]), 0.0)
     inner = (gu[-1] - gu[0]) - float(np.dot(c, b - a)) + 2.0 * float(below.sum())
     top = max(r[-1], u[-1])
-    return d, max(0.0, float(inner + gu[0] + (top - u[-1]) - (g[-1] + (top - r[-1]) - gu[-1])))
+    w1 = max(0.0, float(inner + gu[0] + (top - u[-1]) - (g[-1] + (top - r[-1]) - gu[-1])))
+    # The signed integral subtracts terms as large as the data's span: where the distance is
+    # tiny against that span (values out to +-1e300 around a small shift) the difference has
+    # lost its digits, so sum the positive gaps of the merged CDFs instead (as scipy does).
+    if w1 <= 1e-9 * (top - min(r[0], u[0])):
+        w1 = _w1_merged(r, win)
+    return d, w1
+
+
+def _w1_merged(r: np.ndarray, win: np.ndarray) -> float:
+    """W1 of two sorted samples as ``sum |F_ref - F_win| dx`` over the pooled values: only
+    non-negative terms, so no cancellation; O((n_ref + n_win) log)."""
+    pooled = np.concatenate([r, win])
+    pooled.sort(kind="mergesort")
+    gaps = np.diff(pooled)
+    at = pooled[:-1]
+    diff = np.searchsorted(r, at, side="right") / r.size - np.searchsorted(win, at, side="right") / win.size
+    return float(np.dot(np.abs(diff), gaps))
 
 
 def ks_bins(reference: BinCounts, window: BinCounts) -> tuple[float, float, float]:
