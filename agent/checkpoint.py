@@ -227,11 +227,24 @@ def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str, cache: _TextCa
     return {
         "prefix": prefix, "next_id": mon.next_id, "closed_bucket": mon.closed_bucket, "clock_s": mon.clock_s,
         "clocks": mon.clocks, "label_clock_s": mon.label_clock_s, "label_clocks": mon.label_clocks,
-        "label_types": sorted({t.__name__ for t in set(map(type, label_list))}),
+        # what the stored text of each pending label was: pending labels are stored as text, and
+        # numpy's float64 labels (every decode route writes numeric labels so) must come back as numbers
+        "label_types": sorted({"str" if type(v) is str else "float" for v in label_list}),
         "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w, cache, prefix)] for k, w in mon.open.items()],
         "retained": [_window_state(arrays, f"{prefix}.ret{i}", w, cache, prefix) for i, w in enumerate(mon.retained)],
         "concept": mon.concept.state(),
     }
+
+
+# type names older checkpoints wrote for numeric pending labels (numpy's among them)
+_NUMBER_TYPES = {"int", "float", "bool", "float64", "float32", "int64", "int32", "bool_"}
+
+
+def _number_or_text(v: Any) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
 
 
 def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix: str) -> None:
@@ -250,8 +263,13 @@ def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix
         mon.index.update(zip(w.rows.ids[: w.rows.n].tolist(), range(base, base + w.rows.n)))
     ids = _get_objects(arrays, f"{prefix}.pending.ids")
     raw = _get_objects(arrays, f"{prefix}.pending.labels")
-    numeric = set(d["label_types"]) <= {"int", "float", "bool"}
-    labels = [float(v) if numeric and v is not None else v for v in raw]
+    types = set(d["label_types"])
+    if types <= _NUMBER_TYPES:
+        labels = [None if v is None else float(v) for v in raw]
+    elif "str" in types and types - {"str"}:  # both: text that reads as a number was one
+        labels = [_number_or_text(v) for v in raw]
+    else:
+        labels = list(raw)
     mon.pending = OrderedDict(zip(ids.tolist(), zip(labels, arrays[f"{prefix}.pending.ts"].tolist())))
     mon.concept.restore(d["concept"])
     for w in mon.retained:

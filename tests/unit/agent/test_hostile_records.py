@@ -318,3 +318,23 @@ def test_a_window_whose_judgement_raises_is_marked_failed_and_the_agent_goes_on(
     again = pipe.evaluate()
     assert [r.failed for r in again if r.window_id == 0] == ["FloatingPointError: planted judgement fault"]
     assert len(calls) == 2
+
+
+def test_labels_waiting_for_their_prediction_survive_a_checkpoint_as_numbers(tmp_path: Path) -> None:
+    """Labels read before their predictions wait in the join; checkpointed as text, they came back
+    as the text "1.0" (numpy float labels were not recognised as numbers), which names no class:
+    after a restart the window counted them as labelled but left them out of performance."""
+    from agent.checkpoint import CheckpointStore
+
+    pipe = hostile_pipeline(tmp_path)
+    labels = [orjson.dumps({"prediction_id": f"g{i}", "model": "m", "label": i % 2}) for i in range(50)]
+    pipe.process([batch("labels", labels)])
+    store = CheckpointStore(tmp_path / "state")
+    store.save({("labels", 0): 150}, pipe.counters, pipe.monitors, {})
+    again = hostile_pipeline(tmp_path)
+    store.restore(store.load(), again.monitors)
+    mon = again.monitors["m"]
+    assert [v for v, _ in mon.pending.values()] == [float(i % 2) for i in range(50)]
+    results, _ = again.process([batch("predictions", [orjson.dumps(good(i)) for i in range(50)])])
+    assert again.counters.events[("m", "labels", "ok")] == 50
+    assert results[0].label_coverage == 1.0 and results[0].support["all"] == 50
