@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python bench/x.py` without installing
     sys.path.insert(0, str(ROOT))
 
-DATA = Path(os.environ.get("DRIFTWARDEN_DATA", ROOT.parent / "shared" / "data"))
+from tests.support.data import DATA, data_file  # noqa: E402, F401  (data/nannyml/ or $DRIFTWARDEN_DATA)
+
 CAR_FEATURES = ["car_value", "salary_range", "debt_to_income_ratio", "loan_length",
                 "repaid_loan_on_prev_car", "size_of_downpayment", "driver_tenure"]
 EMPLOYMENT_FEATURES = ["AGEP", "SCHL", "MAR", "RELP", "DIS", "ESP", "CIT", "MIG", "MIL", "ANC",
@@ -22,15 +23,15 @@ EMPLOYMENT_FEATURES = ["AGEP", "SCHL", "MAR", "RELP", "DIS", "ESP", "CIT", "MIG"
 
 def car_loan() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reference, analysis) feature frames of the synthetic car-loan set."""
-    ref = pd.read_csv(DATA / "synthetic_car_loan_reference.csv", usecols=CAR_FEATURES)[CAR_FEATURES]
-    ana = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv", usecols=CAR_FEATURES)[CAR_FEATURES]
+    ref = pd.read_csv(data_file("synthetic_car_loan_reference.csv"), usecols=CAR_FEATURES)[CAR_FEATURES]
+    ana = pd.read_csv(data_file("synthetic_car_loan_analysis.csv"), usecols=CAR_FEATURES)[CAR_FEATURES]
     return ref, ana
 
 
 def employment() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reference, analysis) feature frames of the employment (ACS, Massachusetts) set."""
-    ref = pd.read_parquet(DATA / "employment_MA_reference.pq", columns=EMPLOYMENT_FEATURES)
-    ana = pd.read_parquet(DATA / "employment_MA_analysis.pq", columns=EMPLOYMENT_FEATURES)
+    ref = pd.read_parquet(data_file("employment_MA_reference.pq"), columns=EMPLOYMENT_FEATURES)
+    ana = pd.read_parquet(data_file("employment_MA_analysis.pq"), columns=EMPLOYMENT_FEATURES)
     return ref, ana
 
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectors.cbpe import CBPE  # noqa: E402
 from detectors.conditional import concept_vs_covariate  # noqa: E402
 from detectors.performance import classification_metrics  # noqa: E402
+from tests.support.data import data_file  # noqa: E402  (data/nannyml/ or $DRIFTWARDEN_DATA)
 
-DATA = Path(os.environ.get("DRIFTWARDEN_DATA", "/work/shared/data"))
 CHUNK = 5000
 DATASETS = {
     "car_loan": {"reference": "synthetic_car_loan_reference.csv", "analysis": "synthetic_car_loan_analysis.csv",
@@ -58,7 +58,7 @@ print(json.dumps(out))
 
 def load(cfg: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     def read(name: str) -> pd.DataFrame:
-        path = DATA / name
+        path = data_file(name)
         return pd.read_parquet(path) if path.suffix == ".pq" else pd.read_csv(path)
 
     ref = read(cfg["reference"])
@@ -72,7 +72,7 @@ def run_nannyml() -> dict[str, list[float]] | None:
         print("nannyml: not installed (set NANNYML_PYTHON to a python with nannyml)")
         return None
     cfg = {"chunk": CHUNK, "datasets": {
-        name: {**d, **{k: str(DATA / d[k]) for k in ("reference", "analysis")}} for name, d in DATASETS.items()}}
+        name: {**d, **{k: str(data_file(d[k])) for k in ("reference", "analysis")}} for name, d in DATASETS.items()}}
     t0 = time.perf_counter()
     proc = subprocess.run([python, "-c", NANNYML_SCRIPT, json.dumps(cfg)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -9,7 +9,6 @@ import json
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -24,8 +23,8 @@ from agent.broker import KafkaProducerSink
 from agent.config import build_config
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
 from agent.service import Agent
+from tests.support.data import data_file
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 WINDOW = 5000
 MAX_BYTES = 16_384
 NUMERIC = ["car_value", "debt_to_income_ratio", "loan_length", "driver_tenure"]
@@ -74,12 +73,12 @@ def run_agent(broker, tmp_path_factory):  # noqa: ANN001, ANN201
         "http": {"host": "127.0.0.1", "port": 0},
         "state_dir": str(tmp / "state"),
         "models": {"car-loan": {
-            "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
+            "task": "binary_classification", "reference": str(data_file("synthetic_car_loan_reference.csv")),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba",
             "window": {"size": WINDOW, "label_retention": 20}, "segments": ["salary_range"]}},
     })
-    analysis = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv")
-    target = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv")
+    analysis = pd.read_csv(data_file("synthetic_car_loan_analysis.csv"))
+    target = pd.read_csv(data_file("synthetic_car_loan_analysis_target.csv"))
     spec = ReplaySpec(model="car-loan")
     preds = prediction_records(analysis, spec)
     labels = label_records(target, spec, "repaid")
@@ -140,7 +139,7 @@ def _scipy_window(ref: pd.DataFrame, win: pd.DataFrame) -> dict[str, tuple[float
 
 
 def test_window_drift_equals_scipy_on_same_rows(run_agent) -> None:  # noqa: ANN001
-    ref = pd.read_csv(DATA / "synthetic_car_loan_reference.csv")
+    ref = pd.read_csv(data_file("synthetic_car_loan_reference.csv"))
     analysis = run_agent["analysis"]
     windows = run_agent["windows"]
     assert sorted(windows) == list(range(len(analysis) // WINDOW))

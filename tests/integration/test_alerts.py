@@ -28,10 +28,10 @@ from agent.broker import KafkaProducerSink
 from agent.config import build_config
 from agent.replay import ReplaySpec, prediction_records, replay
 from agent.service import Agent
+from tests.support.data import data_file
 from tests.support.services import Alertmanager, Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 AM_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 MODEL = "car-loan"
@@ -93,10 +93,10 @@ def run(broker, tmp_path_factory) -> Iterator[dict[str, Any]]:  # noqa: ANN001
         "http": {"host": "127.0.0.1", "port": 0, "max_body_bytes": MAX_BODY},
         "state_dir": str(tmp / "state"),
         "models": {MODEL: {
-            "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
+            "task": "binary_classification", "reference": str(data_file("synthetic_car_loan_reference.csv")),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba", "window": {"size": WINDOW}}},
     })
-    preds = prediction_records(pd.read_csv(DATA / "synthetic_car_loan_analysis.csv").iloc[DRIFTED], ReplaySpec(model=MODEL))
+    preds = prediction_records(pd.read_csv(data_file("synthetic_car_loan_analysis.csv")).iloc[DRIFTED], ReplaySpec(model=MODEL))
     token_file = tmp / "driftwarden-token"
     token_file.write_text(TOKEN + "\n")  # as a mounted secret usually ends
 

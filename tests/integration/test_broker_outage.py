@@ -33,9 +33,10 @@ from agent.broker import KafkaProducerSink
 from agent.checkpoint import CheckpointStore
 from agent.embedded import EmbeddedBroker, S3Storage, free_port
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
-from tests.support.metrics import event_counts
+from tests.support.data import data_file
+from tests.support.kafka import end_offsets, read_to_end
+from tests.support.metrics import event_counts, wait_taken_in
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROWS = 12_000
 WINDOW = 2_000
 MODEL = "car-loan"
@@ -77,6 +78,8 @@ def _status(port: int, path: str) -> int | None:
 
 
 def _dlq(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list:
+    """The dead-letter topic's records once `expect` of them are there, read to its end (an end
+    marker appended then: any duplicate written before it is read too)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
@@ -87,12 +90,11 @@ def _dlq(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list
         for recs in consumer.poll(timeout_ms=500).values():
             got.extend(recs)
         if len(got) >= expect:
-            time.sleep(1.0)  # one more poll: nothing beyond the expected count (no duplicates)
-            for recs in consumer.poll(timeout_ms=500).values():
-                got.extend(recs)
             break
     consumer.close()
-    return got
+    if len(got) < expect:
+        return got
+    return read_to_end(bootstrap, topic, timeout_s=timeout)
 
 
 @pytest.fixture
@@ -114,8 +116,8 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
     # One partition per topic: count windows are then the same N records on every run.
     broker.create_topics([*topics, topics[0] + ".dlq", topics[1] + ".dlq"], partitions=1)
 
-    analysis = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv").iloc[:ROWS]
-    target = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv").iloc[:ROWS]
+    analysis = pd.read_csv(data_file("synthetic_car_loan_analysis.csv")).iloc[:ROWS]
+    target = pd.read_csv(data_file("synthetic_car_loan_analysis_target.csv")).iloc[:ROWS]
     spec = ReplaySpec(model=MODEL)
     preds = prediction_records(analysis, spec)
     labels = label_records(target, spec, "repaid")
@@ -134,7 +136,7 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         "state_dir": str(tmp_path / "state"),
         "checkpoint": {"interval_s": 0.5},
         "models": {MODEL: {
-            "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
+            "task": "binary_classification", "reference": str(data_file("synthetic_car_loan_reference.csv")),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba",
             "window": {"size": WINDOW, "label_retention": 20, "label_lateness": "30d"}, "segments": ["salary_range"]}},
     }
@@ -178,7 +180,11 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         _wait(lambda: count("predictions") >= ROWS and count("labels") >= len(labels)
               and (event_counts(port) or {}).get(("unknown", "predictions", "invalid"), 0) >= 1,
               90, "every record", proc, log)
-        time.sleep(2.0)  # further polls must find nothing more: no re-read after the reconnect
+        # ... and its position reaches both topics' ends (counted by reading them): nothing more is
+        # there to count, and a re-read after the reconnect would come before those ends, in `final`.
+        end = end_offsets(broker.bootstrap, {topics[0]: half + len(second[0]), topics[1]: len(labels)})
+        wait_taken_in(port, {"predictions": end[(topics[0], 0)], "labels": end[(topics[1], 0)]}, timeout_s=60,
+                      alive=lambda: proc.poll() is None, context=lambda: _tail(log))
         final = event_counts(port)
         assert final is not None
         expected = {

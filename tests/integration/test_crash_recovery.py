@@ -27,8 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.broker import KafkaProducerSink
 from agent.embedded import free_port
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
+from tests.support.data import data_file
+from tests.support.kafka import end_offsets
+from tests.support.metrics import wait_taken_in
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROWS = 20_000
 WINDOW = 2_000
 
@@ -86,7 +88,7 @@ def _config(tmp: Path, name: str, bootstrap: str, topics: tuple[str, str], port:
         "state_dir": str(tmp / name),
         "checkpoint": {"interval_s": 0.5},
         "models": {"car-loan": {
-            "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
+            "task": "binary_classification", "reference": str(data_file("synthetic_car_loan_reference.csv")),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba",
             "window": {"size": WINDOW, "label_retention": 20, "label_lateness": "30d"}, "segments": ["salary_range"]}},
     }
@@ -107,11 +109,14 @@ def _complete(n_preds: int, n_labels: int):  # noqa: ANN202
     return lambda c: _ok(c, "predictions") >= n_preds and _ok(c, "labels") >= n_labels
 
 
-def _run_to_end(config: Path, tmp: Path, name: str, n_preds: int, n_labels: int) -> dict[tuple, float]:
+def _run_to_end(config: Path, tmp: Path, name: str, n_preds: int, n_labels: int,
+                ends: dict[str, int]) -> dict[tuple, float]:
     port = yaml.safe_load(config.read_text())["http"]["port"]
     agent = AgentProcess(config, port, tmp / f"{name}.log")
     counters = agent.wait_for(_complete(n_preds, n_labels), timeout=180)
-    time.sleep(1.5)  # let a second poll confirm nothing more arrives (no double counting)
+    if counters is not None:  # then its position reaches both topics' ends: nothing more is there to count
+        wait_taken_in(port, ends, timeout_s=60, alive=lambda: agent.proc.poll() is None,
+                      context=lambda: (tmp / f"{name}.log").read_text()[-3000:])
     final = agent.counters()
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.proc.wait(timeout=30) == 0, (tmp / f"{name}.log").read_text()[-3000:]
@@ -123,8 +128,8 @@ def _run_to_end(config: Path, tmp: Path, name: str, n_preds: int, n_labels: int)
 def test_kill_9_at_many_points_then_restart_equals_uninterrupted(broker, tmp_path: Path) -> None:  # noqa: ANN001
     tag = f"crash-{int(time.time() * 1000)}"
     topics = (f"{tag}.predictions", f"{tag}.labels")
-    analysis = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv").iloc[:ROWS]
-    target = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv").iloc[:ROWS]
+    analysis = pd.read_csv(data_file("synthetic_car_loan_analysis.csv")).iloc[:ROWS]
+    target = pd.read_csv(data_file("synthetic_car_loan_analysis_target.csv")).iloc[:ROWS]
     spec = ReplaySpec(model="car-loan")
     preds = prediction_records(analysis, spec)
     labels = label_records(target, spec, "repaid")
@@ -135,9 +140,11 @@ def test_kill_9_at_many_points_then_restart_equals_uninterrupted(broker, tmp_pat
     with KafkaProducerSink(broker.bootstrap) as sink:
         replay(sink, preds, topics[0], labels, topics[1], "car-loan", label_delay=1000, progress=False)
     n_preds, n_labels = ROWS, len(labels)
+    end = end_offsets(broker.bootstrap, {topics[0]: len(preds), topics[1]: len(labels)})  # counted by reading
+    ends = {"predictions": end[(topics[0], 0)], "labels": end[(topics[1], 0)]}
 
     baseline = _run_to_end(_config(tmp_path, "baseline", broker.bootstrap, topics, free_port()), tmp_path, "baseline",
-                           n_preds, n_labels)
+                           n_preds, n_labels, ends)
 
     rng = random.Random(7)
     config = _config(tmp_path, "crashy", broker.bootstrap, topics, free_port())
@@ -160,7 +167,7 @@ def test_kill_9_at_many_points_then_restart_equals_uninterrupted(broker, tmp_pat
         assert rc == -signal.SIGKILL, f"{crash_at}: exited {rc}\n" + (tmp_path / "crashy.log").read_text()[-3000:]
         kills += 1
     assert kills >= 5
-    final = _run_to_end(config, tmp_path, "crashy", n_preds, n_labels)
+    final = _run_to_end(config, tmp_path, "crashy", n_preds, n_labels, ends)
 
     assert final == baseline
     a, b = _final_windows(tmp_path / "baseline"), _final_windows(tmp_path / "crashy")

@@ -44,6 +44,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.broker import KafkaProducerSink
 from agent.config import build_config
 from agent.service import Agent
+from tests.support.kafka import end_offsets
+from tests.support.metrics import wait_taken_in
 
 TOKEN = "fuzz-" + uuid.uuid4().hex
 TOKEN_ENV = "DRIFTWARDEN_FUZZ_TOKEN"
@@ -74,6 +76,7 @@ class Running:
     agent: Agent
     thread: threading.Thread
     errors: list[BaseException] = field(default_factory=list)
+    sent: Counter = field(default_factory=Counter)  # records produced to each topic so far
 
     @property
     def port(self) -> int:
@@ -601,6 +604,7 @@ def test_every_record_counted_once_and_invalid_ones_dead_lettered(agent: Running
         for stream, value in records:
             sink.send(topic[stream], b"k", value)
     sent = Counter(stream for stream, _ in records)
+    agent.sent.update(topic[stream] for stream, _ in records)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         after, pending_after = _scrape(agent)
@@ -609,7 +613,10 @@ def test_every_record_counted_once_and_invalid_ones_dead_lettered(agent: Running
             break
         assert agent.thread.is_alive(), agent.errors
         time.sleep(0.1)
-    time.sleep(0.3)  # more polls: nothing counted twice
+    # ... and its position reaches both topics' ends (counted by reading them): nothing more is there to count.
+    end = end_offsets(k.bootstrap_servers, dict(agent.sent))
+    wait_taken_in(agent.port, {s: end.get((topic[s], 0), 0) for s in topic}, timeout_s=60,
+                  alive=agent.thread.is_alive, context=lambda: repr(agent.errors))
     after, pending_after = _scrape(agent)
     assert not agent.errors, agent.errors
     delta = Counter({key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)})

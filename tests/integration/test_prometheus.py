@@ -33,10 +33,10 @@ from agent.broker import KafkaProducerSink
 from agent.config import build_config
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
 from agent.service import Agent
+from tests.support.data import data_file
 from tests.support.services import Prometheus, find_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
 DASHBOARD = ROOT / "grafana" / "dashboards" / "driftwarden.json"
 MODEL = "car-loan"
 TOKEN = "s3cret-test-token"
@@ -107,12 +107,12 @@ def run(broker, tmp_path_factory) -> Iterator[dict[str, Any]]:  # noqa: ANN001
         "http": {"host": "127.0.0.1", "port": 0},
         "state_dir": str(tmp / "state"),
         "models": {MODEL: {
-            "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
+            "task": "binary_classification", "reference": str(data_file("synthetic_car_loan_reference.csv")),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba",
             "window": {"size": WINDOW}, "segments": ["salary_range"]}},
     })
-    analysis = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv")
-    target = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv")
+    analysis = pd.read_csv(data_file("synthetic_car_loan_analysis.csv"))
+    target = pd.read_csv(data_file("synthetic_car_loan_analysis_target.csv"))
     spec = ReplaySpec(model=MODEL)
     phases = []
     for rows in (QUIET, DRIFTED):

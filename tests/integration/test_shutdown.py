@@ -27,9 +27,10 @@ from agent.broker import KafkaProducerSink
 from agent.checkpoint import CheckpointStore
 from agent.embedded import free_port
 from agent.replay import ReplaySpec, label_records, prediction_records, replay
-from tests.support.metrics import event_counts
+from tests.support.data import data_file
+from tests.support.kafka import end_offsets
+from tests.support.metrics import event_counts, wait_taken_in
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROWS = 20_000
 WINDOW = 2_000
 MODEL = "car-loan"
@@ -44,7 +45,7 @@ def _config(tmp: Path, bootstrap: str, topics: tuple[str, str], group: str, **mo
         "state_dir": str(tmp / "state"),
         "checkpoint": {"interval_s": 3600},  # only window closes and stop() write checkpoints
         "models": {MODEL: {
-            "task": "binary_classification", "reference": str(DATA / "synthetic_car_loan_reference.csv"),
+            "task": "binary_classification", "reference": str(data_file("synthetic_car_loan_reference.csv")),
             "target": "repaid", "prediction": "y_pred", "score": "y_pred_proba",
             "window": {"size": WINDOW, "label_retention": 20, "label_lateness": "30d"}, "segments": ["salary_range"],
             **model}},
@@ -96,14 +97,15 @@ def test_sigterm_mid_stream_checkpoints_commits_and_restart_counts_once(broker, 
     topics = (unique_topic("predictions"), unique_topic("labels"))
     group = unique_topic("group")
     broker.create_topics(list(topics), partitions=1)
-    analysis = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv").iloc[:ROWS]
-    target = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv").iloc[:ROWS]
+    analysis = pd.read_csv(data_file("synthetic_car_loan_analysis.csv")).iloc[:ROWS]
+    target = pd.read_csv(data_file("synthetic_car_loan_analysis_target.csv")).iloc[:ROWS]
     spec = ReplaySpec(model=MODEL)
     preds = prediction_records(analysis, spec)
     labels = label_records(target, spec, "repaid")
     preds.insert(ROWS // 3, (b"junk", b'{"prediction_id": 7, "model": "car-loan"}'))
     with KafkaProducerSink(broker.bootstrap) as sink:
         replay(sink, preds, topics[0], labels, topics[1], MODEL, label_delay=1000, progress=False)
+    end = end_offsets(broker.bootstrap, {topics[0]: len(preds), topics[1]: len(labels)})  # counted by reading
 
     cfg = _config(tmp_path, broker.bootstrap, topics, group)
     port = cfg["http"]["port"]
@@ -144,7 +146,9 @@ def test_sigterm_mid_stream_checkpoints_commits_and_restart_counts_once(broker, 
     proc = _start(config, log)
     _wait(proc, port, lambda c: c.get((MODEL, "predictions", "ok"), 0) >= ROWS
           and c.get((MODEL, "labels", "ok"), 0) >= len(labels), 120, log)
-    time.sleep(1.5)  # more polls find nothing more
+    # ... and then its position reaches both topics' ends: nothing more is there to count.
+    wait_taken_in(port, {"predictions": end[(topics[0], 0)], "labels": end[(topics[1], 0)]}, timeout_s=60,
+                  alive=lambda: proc.poll() is None, context=lambda: log.read_text()[-4000:])
     final = event_counts(port)
     _sigterm(proc, log)
     assert final is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from detectors.cbpe import CBPE, IsotonicCalibrator
 from detectors.performance import classification_metrics
-
-DATA = Path("/work/shared/data")
+from tests.support.data import data_file
 
 
 def calibrated_binary(seed, n):
@@ -112,8 +110,7 @@ def load(name):
              "employment": ("employment_MA_reference.pq", "employment_MA_analysis.pq",
                             "employment_MA_analysis_target.pq", "employed", "predicted_probability", "prediction")}
     ref_f, ana_f, tgt_f, label, score, pred = files[name]
-    assert (DATA / ref_f).exists(), f"{DATA / ref_f} missing: the shared data sets sit beside the checkout"
-    read = lambda f: pd.read_parquet(DATA / f) if f.endswith(".pq") else pd.read_csv(DATA / f)  # noqa: E731
+    read = lambda f: pd.read_parquet(data_file(f)) if f.endswith(".pq") else pd.read_csv(data_file(f))  # noqa: E731
     ref = read(ref_f)
     ana = read(ana_f).merge(read(tgt_f), on="id", validate="one_to_one")
     return ref, ana, label, score, pred

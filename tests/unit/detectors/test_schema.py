@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,15 +11,15 @@ import yaml
 
 from detectors.binning import CategoricalBins
 from detectors.schema import ColumnSchema, Schema
+from tests.support.data import data_file
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 CAR_FEATURES = ["car_value", "salary_range", "debt_to_income_ratio", "loan_length",
                 "repaid_loan_on_prev_car", "size_of_downpayment", "driver_tenure"]
 
 
 @pytest.fixture(scope="module")
 def car_ref() -> pd.DataFrame:
-    return pd.read_csv(DATA / "synthetic_car_loan_reference.csv", usecols=CAR_FEATURES)
+    return pd.read_csv(data_file("synthetic_car_loan_reference.csv"), usecols=CAR_FEATURES)
 
 
 @pytest.fixture(scope="module")

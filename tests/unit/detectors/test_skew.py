@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,14 +10,13 @@ from detectors.binning import BinCounts, CategoricalBins
 from detectors.schema import ColumnSchema, Schema
 from detectors.skew import linf_distance, scale_factor, value_skew
 from detectors.univariate import jensen_shannon_bins
-
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+from tests.support.data import data_file
 
 
 @pytest.fixture(scope="module")
 def car() -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
-    ref = pd.read_csv(DATA / "synthetic_car_loan_reference.csv", usecols=["car_value", "salary_range"])
-    ana = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv", usecols=["car_value", "salary_range"])
+    ref = pd.read_csv(data_file("synthetic_car_loan_reference.csv"), usecols=["car_value", "salary_range"])
+    ana = pd.read_csv(data_file("synthetic_car_loan_analysis.csv"), usecols=["car_value", "salary_range"])
     return ref, ana, Schema.infer(ref)
 
 
