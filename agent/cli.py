@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["main"]
 
@@ -65,38 +65,104 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def _check_columns(args: argparse.Namespace, ref_cols: list[str], cur_cols: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """``(compared, missing, unexpected)``: the reference features found in the current data,
+    those it lacks, and current columns the reference does not have (``--exclude`` aside)."""
+    exclude = set(args.exclude)
+    if args.features:
+        features = [c.strip() for c in args.features.split(",") if c.strip()]
+        unknown = [c for c in features if c not in ref_cols]
+        if unknown:
+            raise ValueError(f"--features not in the reference {args.reference}: {unknown}; its columns: {ref_cols}")
+    else:
+        features = [c for c in ref_cols if c not in exclude]
+    in_current, in_reference = set(cur_cols), set(ref_cols)
+    compared = [c for c in features if c in in_current]
+    missing = [c for c in features if c not in in_current]
+    unexpected = [c for c in cur_cols if c not in in_reference and c not in exclude]
+    if not compared:
+        raise ValueError(f"no common columns to compare: reference features {features}, current columns {cur_cols}")
+    return compared, missing, unexpected
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.reference import read_table
-    from detectors.drift import DatasetDrift
-    from detectors.verdict import VerdictPolicy
+    # A check is a whole process, often in CI, where imports were most of its time: only what it
+    # needs is imported (no agent config, no concept detectors), and the files are read by
+    # pyarrow in a thread (it releases the GIL) while the detectors' imports run.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agent import tables
 
     try:
-        ref = read_table(args.reference)
-        cur = read_table(args.current)
-        cols = args.features.split(",") if args.features else [c for c in ref.columns if c in cur.columns and c not in args.exclude]
-        missing = [c for c in cols if c not in ref.columns or c not in cur.columns]
-        if missing:
-            raise ValueError(f"features missing from the reference or current data: {missing}")
-        if not cols:
-            raise ValueError("no common columns to compare")
-        policy = VerdictPolicy(alpha=args.alpha, correction=args.correction, effect_floor=args.effect_floor)
-        dd = DatasetDrift(policy=policy, n_bins=args.bins).fit(ref[cols])
-        report = dd.compare(dd.summarise(cur[cols]))
-    except (FileNotFoundError, ValueError, KeyError) as e:
+        compared, missing, unexpected = _check_columns(args, tables.column_names(args.reference),
+                                                       tables.column_names(args.current))
+        tables.import_readers(args.reference, args.current)
+        with ThreadPoolExecutor(1, thread_name_prefix="check-read") as pool:
+            ref_table = pool.submit(tables.read_arrow, args.reference, compared)
+            # a Parquet current is read batch by batch below (memory follows the batch, not the file)
+            cur_table = None if tables.is_parquet(args.current) else pool.submit(tables.read_arrow, args.current, compared)
+            from detectors.drift import DatasetDrift, FeatureSummary
+            from detectors.verdict import VerdictPolicy
+
+            ref = tables.read_frame(args.reference, compared, ref_table.result())
+            empty = [c for c in compared if not ref[c].notna().any()]
+            if empty:
+                raise ValueError(f"{args.reference}: reference columns without a value: {empty}")
+            policy = VerdictPolicy(alpha=args.alpha, correction=args.correction, effect_floor=args.effect_floor)
+            dd = DatasetDrift(policy=policy, n_bins=args.bins).fit(ref)
+            n_ref, n_cur = len(ref), 0
+            del ref
+            frames = (tables.iter_frames(args.current, compared) if cur_table is None
+                      else [tables.read_frame(args.current, compared, cur_table.result())])
+        numeric = [n for n, fd in dd.features.items() if fd.kind == "numeric"]
+        summaries: dict[str, FeatureSummary] = {n: fd.empty() for n, fd in dd.features.items()}
+        for frame in frames:
+            wrong = [f"{n} ({frame[n].dtype})" for n in numeric if not _is_numeric(frame[n])]
+            if wrong:
+                raise ValueError(f"{args.current}: columns numeric in the reference hold non-numbers here: {wrong}")
+            for n, s in dd.summarise(frame).items():
+                summaries[n] += s
+            n_cur += len(frame)
+        report = dd.compare(summaries)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         print(f"driftwarden check: {e}", file=sys.stderr)
         return EXIT_USAGE
+    failed = report.drifted or bool(missing)
     if args.format == "json":
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(f"reference: {args.reference} ({len(ref)} rows)   current: {args.current} ({len(cur)} rows)")
-        print(f"{'feature':<28} {'method':<7} {'statistic':>10} {'p (adj)':>10} {'effect':>8}  drift")
-        for r in report.features:
-            print(f"{r.feature[:28]:<28} {r.method:<7} {_fmt(r.statistic):>10} {_fmt(r.p_value):>10} {_fmt(r.effect_size):>8}  "
-                  f"{'DRIFT' if r.drifted else 'ok'}")
-        n = sum(r.drifted for r in report.features)
-        print(f"{n} of {len(report.features)} features drifted (share {report.drift_share:.2f}; "
-              f"alpha {args.alpha}, {args.correction}, effect floor {args.effect_floor})")
-    return EXIT_DRIFT if report.drifted else EXIT_OK
+        out = report.to_dict()
+        out["missing_columns"] = missing
+        out["unexpected_columns"] = unexpected
+        print(json.dumps(out, indent=2))
+        return EXIT_DRIFT if failed else EXIT_OK
+    print(f"reference: {args.reference} ({n_ref} rows)   current: {args.current} ({n_cur} rows)")
+    print(f"{'feature':<28} {'method':<7} {'statistic':>10} {'p (adj)':>10} {'effect':>8}  drift")
+    judged = {r.feature for r in report.features}
+    for r in report.features:
+        print(f"{r.feature[:28]:<28} {r.method:<7} {_fmt(r.statistic):>10} {_fmt(r.p_value):>10} {_fmt(r.effect_size):>8}  "
+              f"{'DRIFT' if r.drifted else 'ok'}")
+    for name in compared:
+        if name not in judged:
+            print(f"{name[:28]:<28} {'-':<7} {'-':>10} {'-':>10} {'-':>8}  no values in current (all null)")
+    for name in missing:
+        print(f"{name[:28]:<28} {'-':<7} {'-':>10} {'-':>10} {'-':>8}  MISSING from current")
+    for name in unexpected:
+        print(f"{name[:28]:<28} {'-':<7} {'-':>10} {'-':>10} {'-':>8}  unexpected (not in reference)")
+    n = sum(r.drifted for r in report.features)
+    print(f"{n} of {len(report.features)} features drifted (share {report.drift_share:.2f}; "
+          f"alpha {args.alpha}, {args.correction}, effect floor {args.effect_floor})")
+    if missing:
+        print(f"{len(missing)} reference feature{'s' if len(missing) > 1 else ''} missing from the current data: "
+              f"{', '.join(missing)}")
+    if unexpected:
+        print(f"{len(unexpected)} unexpected column{'s' if len(unexpected) > 1 else ''} in the current data "
+              f"(not in the reference): {', '.join(unexpected)}")
+    return EXIT_DRIFT if failed else EXIT_OK
+
+
+def _is_numeric(values: Any) -> bool:
+    from pandas.api.types import is_numeric_dtype
+
+    return bool(is_numeric_dtype(values.dtype))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -133,15 +133,31 @@ class CategoricalBins:
             raise ValueError(f"max_categories must be an integer >= 1, got {self.max_categories!r}")
 
     def fit(self, reference: np.ndarray | pd.Series) -> Self:
-        ref = pd.Series(np.asarray(reference, dtype=object)).dropna().map(str)
-        if ref.empty:
-            raise ValueError("cannot fit CategoricalBins on a reference with no non-null values")
-        freq = ref.value_counts(sort=True)
-        cats = sorted(freq.index[: self.max_categories].tolist())
+        cats = self._categorical_fit(reference)
+        if cats is None:
+            ref = pd.Series(np.asarray(reference, dtype=object)).dropna().map(str)
+            if ref.empty:
+                raise ValueError("cannot fit CategoricalBins on a reference with no non-null values")
+            freq = ref.value_counts(sort=True)
+            cats = sorted(freq.index[: self.max_categories].tolist())
         self.categories = np.array(cats, dtype=object)
         self._index = pd.Index(cats, dtype=object)
         self._codes = {c: i for i, c in enumerate(cats)}
         return self
+
+    def _categorical_fit(self, reference: np.ndarray | pd.Series) -> list[str] | None:
+        """The categories of a pandas categorical without a ``str()`` per value: count the codes,
+        key the categories present. Only when every one is kept (at most ``max_categories``):
+        the same set the value path finds, with no frequency ties to break; else ``None``."""
+        if not (isinstance(reference, pd.Series) and isinstance(reference.dtype, pd.CategoricalDtype)):
+            return None
+        codes = reference.cat.codes.to_numpy()
+        categories = reference.cat.categories.to_numpy(dtype=object)
+        counts = np.bincount(codes[codes >= 0], minlength=categories.size)
+        present = {str(c) for c, n in zip(categories, counts) if n > 0}
+        if not present:
+            raise ValueError("cannot fit CategoricalBins on a reference with no non-null values")
+        return sorted(present) if len(present) <= self.max_categories else None
 
     @property
     def edges(self) -> np.ndarray:

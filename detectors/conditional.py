@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from detectors.result import DriftResult
 
@@ -69,6 +68,8 @@ def label_shift_from_counts(reference_counts: Any, window_counts: Any, *, alpha:
         return DriftResult(LABEL_FEATURE, "chi2", 0.0, 1.0, tv, False)
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
+    from scipy import stats  # imported on use (scipy.stats is slow to import)
+
     p_value = float(stats.chi2.sf(statistic, table.shape[1] - 1))
     return DriftResult(LABEL_FEATURE, "chi2", statistic, p_value, tv, p_value < alpha and tv >= min_effect)
 
@@ -137,6 +138,8 @@ def concept_vs_covariate(reference_expected_errors: Any, window_expected_errors:
             raise ValueError(f"{name} must be probabilities in [0, 1]")
     if not np.isin(e, (0.0, 1.0)).all():
         raise ValueError("window_errors must be 0/1")
+    from scipy import stats  # imported on use (scipy.stats is slow to import)
+
     m_ref, m_win, m_real = float(q_ref.mean()), float(q_win.mean()), float(e.mean())
     se_cov = np.sqrt(q_ref.var(ddof=1) / len(q_ref) + q_win.var(ddof=1) / len(q_win))
     if se_cov > 0:

@@ -7,7 +7,6 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from detectors._checks import check_int as _check_int
 from detectors._checks import is_real as _is_real
@@ -187,6 +186,8 @@ def auc_mannwhitney(positive: np.ndarray, negative: np.ndarray) -> tuple[float, 
     p = P(Z >= (U - n_pos n_neg / 2 - 1/2) / sd(U)) with the tie-corrected
     ``var(U) = n_pos n_neg / 12 * (N + 1 - sum(t^3 - t) / (N (N - 1)))``; 1.0 if all tie.
     """
+    from scipy import stats  # imported on use (scipy.stats is slow to import)
+
     n_pos, n_neg = len(positive), len(negative)
     pooled = np.concatenate([positive, negative])
     ranks = stats.rankdata(pooled)

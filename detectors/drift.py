@@ -229,7 +229,7 @@ class DatasetDrift:
                 s = reference[name]
                 kind = "numeric" if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else "categorical"
             fd = FeatureDrift(name, kind, self.methods.get(name), self.n_bins, self.max_categories, self.sample_cap)
-            self.features[name] = fd.fit(reference[name].to_numpy())
+            self.features[name] = fd.fit(_column(reference[name]))  # categoricals stay pandas: binned by code
         self.n_reference = len(reference)
         return self
 

@@ -8,7 +8,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from detectors.concept._common import as_stream, check_int, check_real, first_true, run_stream
 from detectors.result import StreamVerdict
@@ -74,6 +73,8 @@ class KSWIN:
 
     def _fire_table(self) -> np.ndarray:
         """fires[k]: does D = k / stat_size trigger (p-value <= alpha and D > 0.1)?"""
+        from scipy import stats  # here, not at import: scipy.stats costs ~0.5 s to import
+
         r = self.stat_size
         base = np.arange(r, dtype=np.float64)
 

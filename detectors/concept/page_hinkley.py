@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
 from detectors.concept._common import (
     as_stream,
@@ -86,6 +85,8 @@ class PageHinkley:
     def _faded_sum(self, u: np.ndarray, start: float) -> np.ndarray:
         if self.alpha == 1.0:
             return start + np.cumsum(u)
+        from scipy.signal import lfilter  # imported on use: scipy.signal costs ~0.5 s
+
         return lfilter([1.0], [1.0, -self.alpha], u, zi=[self.alpha * start])[0]
 
     def _scan(self, x: np.ndarray) -> tuple[int | None, int | None]:

@@ -89,6 +89,27 @@ def test_categorical_merge_equals_summary_of_concatenation(ref: list, a: list, b
     assert _same(merged, bins.summarise(np.array(a + b, dtype=object)))
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["a", "b", "c", "d", "zz"]), st.none()), max_size=200).filter(
+    lambda v: any(x is not None for x in v)), cat_values, st.integers(1, 6), st.booleans())
+def test_categorical_fit_on_pandas_categorical_equals_object_values(ref: list, win: list, cap: int, unused: bool) -> None:
+    """A pandas categorical reference (what pyarrow's dictionary columns become) is fitted from
+    its codes; categories, counts and nulls equal those of the same values as objects."""
+    cat = pd.Series(pd.Categorical(ref))
+    if unused:
+        cat = cat.cat.add_categories(["never"])
+    a, b = CategoricalBins(cap).fit(cat), CategoricalBins(cap).fit(np.array(ref, dtype=object))
+    assert a.categories.tolist() == b.categories.tolist()
+    assert _same(a.summarise(cat), b.summarise(np.array(ref, dtype=object)))
+    w = np.array(win, dtype=object)
+    assert _same(a.summarise(w), b.summarise(w))
+
+
+def test_categorical_fit_on_all_null_categorical_raises() -> None:
+    with pytest.raises(ValueError, match="no non-null"):
+        CategoricalBins().fit(pd.Series(pd.Categorical([None, None], categories=["a"])))
+
+
 def test_merge_on_different_edges_raises() -> None:
     a = NumericBins(4).fit(np.arange(100.0)).summarise(np.arange(10.0))
     b = NumericBins(5).fit(np.arange(100.0)).summarise(np.arange(10.0))

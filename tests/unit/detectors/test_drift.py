@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +14,8 @@ from scipy.spatial import distance
 from detectors.drift import DatasetDrift, FeatureDrift, FeatureSummary
 from detectors.univariate import ks_bins, wasserstein_bins
 from detectors.verdict import VerdictPolicy
+from tests.support.data import data_file
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 CAR_FEATURES = ["car_value", "salary_range", "debt_to_income_ratio", "loan_length",
                 "repaid_loan_on_prev_car", "size_of_downpayment", "driver_tenure"]
 
@@ -140,7 +138,7 @@ def test_small_window_shift_flagged_and_policy_respected() -> None:
 
 
 def test_car_loan_resample_of_reference_is_quiet() -> None:
-    ref = pd.read_csv(DATA / "synthetic_car_loan_reference.csv", usecols=CAR_FEATURES)
+    ref = pd.read_csv(data_file("synthetic_car_loan_reference.csv"), usecols=CAR_FEATURES)
     dd = DatasetDrift().fit(ref)
     kinds = {n: f.kind for n, f in dd.features.items()}
     assert kinds["repaid_loan_on_prev_car"] == "categorical" and kinds["car_value"] == "numeric"
