@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     import yaml
 
-    from agent.reference import read_table
+    from agent.monitor.reference import read_table
     from detectors.schema import Schema
 
     try:
@@ -166,9 +166,9 @@ def _is_numeric(values: Any) -> bool:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from agent.broker import KafkaProducerSink
-    from agent.reference import read_table
-    from agent.replay import ReplaySpec, label_records, prediction_records, replay
+    from agent.ingest.kafka_python import KafkaProducerSink
+    from agent.monitor.reference import read_table
+    from agent.ingest.replay import ReplaySpec, label_records, prediction_records, replay
 
     try:
         frame = read_table(args.file)
@@ -193,7 +193,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from agent.demo.run import run_demo
 
     return run_demo(duration_s=args.duration, port=args.port, rate=args.rate, state_dir=Path(args.state_dir))
 

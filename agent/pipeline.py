@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.broker import RecordBatch
-from agent.counters import Counters
-from agent.decode import Rejected, decode_labels, decode_predictions
-from agent.features import TypedFeatures
-from agent.monitor import ModelMonitor, WindowResult
-from agent.scan import NATIVE, RecordScanner
+from agent.ingest.broker import RecordBatch
+from agent.state.counters import Counters
+from agent.decode.decoder import Rejected, decode_labels, decode_predictions
+from agent.decode.features import TypedFeatures
+from agent.monitor.model import ModelMonitor, WindowResult
+from agent.decode.scanner import NATIVE, RecordScanner
 
 __all__ = ["DeadLetter", "Pipeline"]
 
@@ -44,7 +44,7 @@ class Pipeline:
     max_record_bytes: int = 1 << 20
     stage_seconds: dict[str, list[float]] = field(default_factory=dict)
     on_stage: Callable[[str, float], None] | None = None
-    native: bool = True  # scan records with agent._scan when it is built (False: msgspec only)
+    native: bool = True  # scan records with agent.decode._scan when it is built (False: msgspec only)
     typed: TypedFeatures = field(init=False, repr=False)
     scanner: RecordScanner | None = field(init=False, repr=False)
 

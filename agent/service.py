@@ -18,16 +18,19 @@ from typing import Any, Callable
 
 import orjson
 
-from agent.broker import Broker, KafkaBroker, TopicPartitionKey, next_offsets
-from agent.checkpoint import CheckpointStore
 from agent.config import Config
-from agent.counters import Counters
 from agent.faults import FaultPoints
-from agent.http import AgentHTTPServer
-from agent.metrics import Snapshot, make_registry
-from agent.monitor import ModelMonitor, WindowResult
+from agent.incidents.store import IncidentStore
+from agent.ingest import make_broker
+from agent.ingest.admin import ensure_topics
+from agent.ingest.broker import DLQ_SUFFIX, Broker, TopicPartitionKey, next_offsets
+from agent.monitor.model import ModelMonitor, WindowResult
+from agent.monitor.reference import ModelReference
+from agent.outputs.http import AgentHTTPServer
+from agent.outputs.metrics import Snapshot, make_registry
 from agent.pipeline import Pipeline
-from agent.reference import ModelReference
+from agent.state.checkpoint import CheckpointStore
+from agent.state.counters import Counters
 
 __all__ = ["Agent"]
 
@@ -50,10 +53,7 @@ class Agent:
         self.http: AgentHTTPServer | None = None
         self.monitors: dict[str, ModelMonitor] = {}
         self.pipeline: Pipeline | None = None
-        self.incidents: list[dict[str, Any]] = []
-        self._incident_lock = threading.Lock()
-        self._open_incidents: dict[str, dict[str, Any]] = {}
-        self._incident_seq = 0
+        self.incidents = IncidentStore(self.counters)
         self._results_dir = Path(config.state_dir) / "windows"
         self.batches = 0
         self.fault = FaultPoints.from_env()
@@ -80,10 +80,7 @@ class Agent:
         if cp is not None:
             self.counters = cp.counters
             self.offsets = dict(cp.offsets)
-            self.incidents = list(cp.extra.get("incidents", []))
-            self._incident_seq = int(cp.extra.get("incident_seq", 0))
-            self._open_incidents = {k: inc for inc in self.incidents if inc.get("status") == "open"
-                                    for k in [inc.get("key", "")] if k}
+            self.incidents = IncidentStore.from_state(cp.extra, self.counters)
         self.monitors = {
             name: ModelMonitor(ref, self.counters, ttl_s=cfg.join.ttl, max_pending_labels=cfg.join.max_pending_labels,
                                on_result=self._record)
@@ -95,60 +92,33 @@ class Agent:
         log.info("loaded %d reference(s) in %.1fs", len(refs), time.perf_counter() - t0)
         self.pipeline = Pipeline(self.monitors, self.counters, cfg.kafka.predictions_topic, cfg.kafka.labels_topic,
                                  cfg.kafka.max_record_bytes, on_stage=lambda s, dt: self._stage_hist.labels(s).observe(dt))
-        log.info("decoding records with %s", "the native scanner (agent._scan)" if self.pipeline.scanner is not None
-                 else "msgspec only: agent._scan is not built (no C compiler at install time), decoding is slower")
+        log.info("decoding records with %s", "the native scanner (agent.decode._scan)" if self.pipeline.scanner is not None
+                 else "msgspec only: agent.decode._scan is not built (no C compiler at install time), decoding is slower")
         self._results_dir.mkdir(parents=True, exist_ok=True)
         token = os.environ.get(cfg.http.token_env) or None
         if token is None:
             log.warning("no bearer token in $%s: data-bearing endpoints are open", cfg.http.token_env)
         self.http = AgentHTTPServer(
             cfg.http.host, cfg.http.port, self.registry, self._ready, token, cfg.http.max_body_bytes,
-            {"/incidents": self._get_incidents, "/windows": self._get_windows}, self._on_alerts,
+            {"/incidents": self.incidents.get, "/windows": self._get_windows}, self.incidents.on_alerts,
         )
         self.http.start()
         log.info("serving /metrics on http://%s:%d/metrics", cfg.http.host, self.http.port)
         if self._broker is None:
             bootstrap = cfg.kafka.bootstrap_servers
             if cfg.kafka.embedded:
-                from agent.embedded import EmbeddedBroker
+                from agent.ingest.embedded import EmbeddedBroker
 
                 self._embedded = EmbeddedBroker().start()
                 bootstrap = self._embedded.bootstrap
                 log.info("embedded broker at %s", bootstrap)
-            self._ensure_topics(bootstrap)
-            backend: Any = KafkaBroker
-            if cfg.kafka.client == "confluent":
-                from agent.broker_confluent import ConfluentBroker
-
-                backend = ConfluentBroker
-            self._broker = backend(bootstrap, [cfg.kafka.predictions_topic, cfg.kafka.labels_topic], cfg.kafka.group_id,
-                                   client_options=cfg.kafka.client_options, on_assign=self._on_assign,
-                                   on_revoke=self._on_revoke)
+            k = cfg.kafka
+            ensure_topics(bootstrap, [k.predictions_topic, k.labels_topic, k.predictions_topic + DLQ_SUFFIX,
+                                      k.labels_topic + DLQ_SUFFIX], k.client_options)
+            self._broker = make_broker(k.client, bootstrap, [k.predictions_topic, k.labels_topic], k.group_id,
+                                       k.client_options, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._broker.start()
         self._started = True
-
-    def _ensure_topics(self, bootstrap: str) -> None:
-        """Create the input and dead-letter topics if missing (production clusters may disable
-        auto-creation; an existing topic is left as it is)."""
-        k = self.config.kafka
-        names = [k.predictions_topic, k.labels_topic, k.predictions_topic + ".dlq", k.labels_topic + ".dlq"]
-        try:
-            from kafka.admin import KafkaAdminClient, NewTopic
-            from kafka.errors import TopicAlreadyExistsError
-
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwarden-admin", **k.client_options)
-            try:
-                existing = set(admin.list_topics())
-                new = [NewTopic(n, 1, 1) for n in names if n not in existing]
-                if new:
-                    try:
-                        admin.create_topics(new)
-                    except TopicAlreadyExistsError:
-                        pass
-            finally:
-                admin.close()
-        except Exception as e:  # noqa: BLE001 - topic creation is a convenience, not a requirement
-            log.warning("could not ensure topics exist (%s); relying on broker auto-creation", e)
 
     @property
     def bootstrap(self) -> str | None:
@@ -203,8 +173,7 @@ class Agent:
         if not self.broker.flush(flush_timeout_s):
             log.warning("dead letters not yet delivered: checkpoint postponed")
             return False
-        with self._incident_lock:
-            extra = {"incidents": list(self.incidents), "incident_seq": self._incident_seq}
+        extra = self.incidents.state()
         self.checkpoints.save(self.offsets, self.counters, self.monitors, extra)
         self._last_save = time.monotonic()
         self._unsaved = False
@@ -296,44 +265,3 @@ class Agent:
             res = self._snapshot.latest.get(m)
             out[m] = None if res is None else res.to_dict()
         return 200, out
-
-    def _on_alerts(self, alerts: list[dict[str, Any]]) -> dict[str, Any]:
-        """Open one incident per firing alert; Alertmanager re-sends a group's alerts on every
-        change and repeat interval, so an alert already open (same fingerprint) opens nothing new,
-        and a resolved one closes its incident."""
-        opened, existing = [], []
-        with self._incident_lock:
-            for a in alerts:
-                key = a["fingerprint"] or "|".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))
-                current = self._open_incidents.get(key)
-                if a["status"] == "resolved":
-                    if current is not None:
-                        current["status"] = "resolved"
-                        del self._open_incidents[key]
-                    continue
-                if current is not None:
-                    existing.append(current["id"])
-                    continue
-                model = a["labels"].get("model", "unknown")
-                self._incident_seq += 1
-                inc = {"id": f"inc-{self._incident_seq}", "model": model, "kind": "alertmanager", "status": "open",
-                       "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"],
-                       "fingerprint": a["fingerprint"], "key": key}
-                self.incidents.append(inc)
-                self._open_incidents[key] = inc
-                self.counters.incidents[(model, "alertmanager")] += 1
-                opened.append(inc["id"])
-            if len(self.incidents) > 1000:  # bounded: forget the oldest
-                for old in self.incidents[:-1000]:
-                    self._open_incidents = {k: v for k, v in self._open_incidents.items() if v is not old}
-                del self.incidents[:-1000]
-        return {"accepted": len(alerts), "incidents": opened, "already_open": existing}
-
-    def _get_incidents(self, rest: str) -> tuple[int, Any]:
-        with self._incident_lock:
-            if not rest:
-                return 200, list(self.incidents)
-            for inc in self.incidents:
-                if inc["id"] == rest:
-                    return 200, inc
-        return 404, {"error": f"no incident {rest!r}"}

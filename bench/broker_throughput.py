@@ -22,9 +22,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.broker import Broker, KafkaBroker, KafkaProducerSink  # noqa: E402
-from agent.broker_confluent import ConfluentBroker  # noqa: E402
-from agent.embedded import EmbeddedBroker  # noqa: E402
+from agent.ingest.broker import Broker
+from agent.ingest.kafka_python import KafkaBroker, KafkaProducerSink  # noqa: E402
+from agent.ingest.confluent import ConfluentBroker  # noqa: E402
+from agent.ingest.embedded import EmbeddedBroker  # noqa: E402
 
 
 def make_values(n: int, seed: int = 0) -> list[bytes]:

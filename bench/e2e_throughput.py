@@ -5,7 +5,7 @@
 For each feature count: an embedded tansu broker, one-partition topics, N prediction records
 and labels for half of them produced up front; then, side by side on the same topics:
 
-- ``bare consumer``: agent.broker.KafkaBroker polling every record and doing nothing with it
+- ``bare consumer``: agent.ingest.broker.KafkaBroker polling every record and doing nothing with it
   (kafka-python's ceiling as the agent runs it: the agent cannot be faster than this);
 - ``agent (kafka-python)`` and ``agent (confluent)``: the real Agent (decode, validate, join,
   windows, drift verdicts, metrics snapshot, checkpoints, offset commits) consuming the same
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import MODEL, encode_polls, feature_names, generate  # noqa: E402
 
-from agent.broker import KafkaBroker, KafkaProducerSink  # noqa: E402
+from agent.ingest.kafka_python import KafkaBroker, KafkaProducerSink  # noqa: E402
 from agent.config import build_config  # noqa: E402
-from agent.embedded import EmbeddedBroker  # noqa: E402
+from agent.ingest.embedded import EmbeddedBroker  # noqa: E402
 from agent.service import Agent  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def agent_run(bootstrap: str, topics: dict[str, str], ref: Path, nf: int, total_
     })
     agent = Agent(cfg)
     agent.start()
-    ev = agent.counters.events
+    ev = agent.state.counters.events
     t_start = time.perf_counter()
     marks: dict[str, float] = {}
 

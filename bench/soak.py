@@ -43,12 +43,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.broker import RecordBatch  # noqa: E402
+from agent.ingest.broker import RecordBatch  # noqa: E402
 from agent.config import build_config  # noqa: E402
-from agent.counters import Counters  # noqa: E402
-from agent.monitor import ModelMonitor  # noqa: E402
+from agent.state.counters import Counters  # noqa: E402
+from agent.monitor.model import ModelMonitor  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
-from agent.reference import ModelReference  # noqa: E402
+from agent.monitor.reference import ModelReference  # noqa: E402
 
 MODELS = ("loans", "fraud")
 NUMERIC = [f"x{j}" for j in range(6)]

@@ -38,15 +38,15 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.broker import RecordBatch  # noqa: E402
+from agent.ingest.broker import RecordBatch  # noqa: E402
 from agent.config import build_config  # noqa: E402
-from agent.counters import Counters  # noqa: E402
-from agent.decode import decode_labels, decode_predictions  # noqa: E402
-from agent.features import TypedFeatures  # noqa: E402
-from agent.monitor import ModelMonitor  # noqa: E402
+from agent.state.counters import Counters  # noqa: E402
+from agent.decode.decoder import decode_labels, decode_predictions  # noqa: E402
+from agent.decode.features import TypedFeatures  # noqa: E402
+from agent.monitor.model import ModelMonitor  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
-from agent.reference import ModelReference  # noqa: E402
-from agent.scan import NATIVE, RecordScanner  # noqa: E402
+from agent.monitor.reference import ModelReference  # noqa: E402
+from agent.decode.scanner import NATIVE, RecordScanner  # noqa: E402
 
 MODEL = "bench"
 N_CATEGORICAL = 3

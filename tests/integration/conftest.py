@@ -16,7 +16,8 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # `pytest` run without installing the package
     sys.path.insert(0, str(_ROOT))
 
-from agent.embedded import EmbeddedBroker, S3Storage  # noqa: E402
+from agent.ingest.embedded import EmbeddedBroker  # noqa: E402
+from tests.support.s3 import S3Storage  # noqa: E402
 from tests.support.services import Alertmanager, Prometheus  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kafka import KafkaConsumer
 
-from agent.embedded import EmbeddedBroker
+from agent.ingest.embedded import EmbeddedBroker
 from tests.support.kafka import produce
 
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from agent.broker import (DLQ_ORIGINAL_SIZE, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION,
-                          DLQ_SOURCE_TOPIC, BrokerCommon, KafkaBroker, RecordBatch, next_offsets)
-from agent.broker_confluent import ConfluentBroker
-from agent.embedded import EmbeddedBroker, S3Storage
+from agent.ingest.broker import DLQ_ORIGINAL_SIZE, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, BrokerCommon, RecordBatch, next_offsets
+from agent.ingest.kafka_python import KafkaBroker
+from agent.ingest.confluent import ConfluentBroker
+from agent.ingest.embedded import EmbeddedBroker
+from tests.support.s3 import S3Storage
 from tests.support.kafka import offsets_by_partition, produce, read_until
 
 Broker = BrokerCommon

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from agent.broker_confluent import INSTALL_HINT, ConfluentBroker, translate_client_options
+from agent.ingest.confluent import INSTALL_HINT, ConfluentBroker, translate_client_options
 
 try:
     import confluent_kafka
@@ -70,7 +70,7 @@ def test_missing_confluent_kafka_names_the_install_command(monkeypatch) -> None:
 
 
 def test_to_batches_groups_interleaved_partitions_in_offset_order() -> None:
-    from agent.broker_confluent import _to_batches
+    from agent.ingest.confluent import _to_batches
 
     def msg(topic: str, partition: int, offset: int) -> object:
         return confluent_kafka.Message(topic=topic, partition=partition, offset=offset,

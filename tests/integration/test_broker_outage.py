@@ -29,10 +29,11 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from agent.broker import KafkaProducerSink
-from agent.checkpoint import CheckpointStore
-from agent.embedded import EmbeddedBroker, S3Storage, free_port
-from agent.replay import ReplaySpec, label_records, prediction_records, replay
+from agent.ingest.kafka_python import KafkaProducerSink
+from agent.state.checkpoint import CheckpointStore
+from agent.ingest.embedded import EmbeddedBroker, free_port
+from tests.support.s3 import S3Storage
+from agent.ingest.replay import ReplaySpec, label_records, prediction_records, replay
 from tests.support.data import data_file
 from tests.support.kafka import end_offsets, read_to_end
 from tests.support.metrics import event_counts, wait_taken_in
@@ -219,7 +220,7 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         print(f"counted {counted_at_kill:.0f} of {half + len(first[1])} first-half records at the kill; "
               f"/readyz 503 after {down_after:.1f}s, 200 again {up_after:.1f}s after the restart; "
               f"SIGTERM with the broker down: exit 0 in {stop_s:.1f}s; "
-              f"{log.read_text().count('agent.broker: assigned')} partition assignment(s) in the log")
+              f"{log.read_text().count('agent.ingest.broker: assigned')} partition assignment(s) in the log")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -24,9 +24,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.broker import KafkaProducerSink
-from agent.embedded import free_port
-from agent.replay import ReplaySpec, label_records, prediction_records, replay
+from agent.ingest.kafka_python import KafkaProducerSink
+from agent.ingest.embedded import free_port
+from agent.ingest.replay import ReplaySpec, label_records, prediction_records, replay
 from tests.support.data import data_file
 from tests.support.kafka import end_offsets
 from tests.support.metrics import wait_taken_in
@@ -117,7 +117,7 @@ def _run_to_end(config: Path, tmp: Path, name: str, n_preds: int, n_labels: int,
     if counters is not None:  # then its position reaches both topics' ends: nothing more is there to count
         wait_taken_in(port, ends, timeout_s=60, alive=lambda: agent.proc.poll() is None,
                       context=lambda: (tmp / f"{name}.log").read_text()[-3000:])
-    final = agent.counters()
+    final = agent.state.counters()
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.proc.wait(timeout=30) == 0, (tmp / f"{name}.log").read_text()[-3000:]
     assert counters is not None, (tmp / f"{name}.log").read_text()[-3000:]

@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from agent.broker import KafkaProducerSink
-from agent.replay import ReplaySpec, label_records, prediction_records
+from agent.ingest.kafka_python import KafkaProducerSink
+from agent.ingest.replay import ReplaySpec, label_records, prediction_records
 from tests.support.data import data_file
 from tests.support.kafka import end_offsets, read_to_end
 from tests.support.metrics import event_counts, taken_in, wait_taken_in
-from agent.embedded import free_port
+from agent.ingest.embedded import free_port
 
 MODEL = "car-loan"
 ROWS = 6_000

@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.broker import KafkaProducerSink
+from agent.ingest.kafka_python import KafkaProducerSink
 from agent.config import build_config
 from agent.service import Agent
 from tests.support.kafka import end_offsets

@@ -23,10 +23,10 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from agent.broker import KafkaProducerSink
-from agent.checkpoint import CheckpointStore
-from agent.embedded import free_port
-from agent.replay import ReplaySpec, label_records, prediction_records, replay
+from agent.ingest.kafka_python import KafkaProducerSink
+from agent.state.checkpoint import CheckpointStore
+from agent.ingest.embedded import free_port
+from agent.ingest.replay import ReplaySpec, label_records, prediction_records, replay
 from tests.support.data import data_file
 from tests.support.kafka import end_offsets
 from tests.support.metrics import event_counts, wait_taken_in

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
-from agent.broker import BrokerCommon, KafkaProducerSink, RecordBatch
+from agent.ingest.broker import BrokerCommon, RecordBatch
+from agent.ingest.kafka_python import KafkaProducerSink
 
 
 def produce(bootstrap: str, topic: str, n: int, partitions: int = 1, start: int = 0) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from agent.embedded import S3Storage, free_port
+from agent.ingest.embedded import free_port
+from tests.support.s3 import S3Storage
 
 __all__ = ["Alertmanager", "Prometheus", "S3Storage", "ServiceMissing", "find_binary", "free_port"]
 

@@ -35,8 +35,8 @@ def tool(name: str, *args: str | Path, cwd: Path | None = None) -> subprocess.Co
 
 
 def exported_metrics() -> set[str]:
-    """Metric family names the agent registers (agent/metrics.py spells each one out)."""
-    return set(re.findall(r'"(driftwarden_[a-z_]+)"', (ROOT / "agent" / "metrics.py").read_text()))
+    """Metric family names the agent registers (agent/outputs/metrics.py spells each one out)."""
+    return set(re.findall(r'"(driftwarden_[a-z_]+)"', (ROOT / "agent" / "outputs" / "metrics.py").read_text()))
 
 
 def referenced_metrics(promql: str) -> set[str]:

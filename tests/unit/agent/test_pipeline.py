@@ -1,4 +1,4 @@
-"""Pipeline.process end to end in-process: the native scanner (agent._scan) and the msgspec-only
+"""Pipeline.process end to end in-process: the native scanner (agent.decode._scan) and the msgspec-only
 route (what runs when the extension is not built) give the same windows, verdicts, counters and
 dead letters on the same polls, garbage included."""
 
@@ -10,12 +10,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from agent.broker import RecordBatch
+from agent.ingest.broker import RecordBatch
 from agent.config import build_config
-from agent.counters import Counters
-from agent.monitor import ModelMonitor
+from agent.state.counters import Counters
+from agent.monitor.model import ModelMonitor
 from agent.pipeline import Pipeline
-from agent.reference import ModelReference
+from agent.monitor.reference import ModelReference
 
 NUMERIC = [f"x{j}" for j in range(6)]
 CATEGORICAL = ["c0", "c1"]

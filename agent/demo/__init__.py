@@ -1,0 +1,1 @@
+"""`driftwarden demo` and its simulated serving stack (torch stays an optional import)."""

@@ -1,0 +1,1 @@
+"""Incidents: the incident store and the Alertmanager webhook payload parser."""

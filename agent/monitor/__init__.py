@@ -1,0 +1,2 @@
+"""Monitor: per model, the event clock, the prediction-label join, windows, their judgement
+against the reference, and concept tracking."""

@@ -1,0 +1,226 @@
+"""Prometheus exposition: a collector that reads the agent's latest immutable snapshot.
+
+Counts live in checkpointed state (:class:`agent.state.counters.Counters`), so they survive restarts;
+gauges come from the latest judged windows. The collector is registered in the agent's own
+``CollectorRegistry`` (never the global one). Metric names and labels follow DESIGN.md's
+metrics contract exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from agent.state.counters import LABEL_DELAY_BUCKETS, Counters
+from agent.monitor.model import WindowResult
+
+__all__ = ["Snapshot", "AgentCollector", "make_registry"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a scrape sees: taken by the ingest loop after each batch, never mutated."""
+
+    counters: Counters = field(default_factory=Counters)
+    latest: dict[str, WindowResult] = field(default_factory=dict)  # model -> last closed window
+    latest_performance: dict[str, WindowResult] = field(default_factory=dict)  # last window with labels
+    pending_labels: dict[str, int] = field(default_factory=dict)
+    estimated: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> metric -> value
+    concept: dict[str, dict[str, bool]] = field(default_factory=dict)  # model -> detector -> fired
+    concept_drifts: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> detector -> count
+    conditional: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> last settled window's verdicts
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    retrain_jobs: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+class AgentCollector:
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        return []  # collected lazily; avoids a scrape at registration time
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        c = snap.counters
+
+        events = CounterMetricFamily("driftwarden_events_total", "Records read, by outcome.", labels=["model", "stream", "outcome"])
+        for (model, stream, outcome), n in sorted(c.events.items()):
+            events.add_metric([model, stream, outcome], n)
+        yield events
+
+        schema = CounterMetricFamily("driftwarden_schema_violations_total", "Feature values breaking the inferred schema.",
+                                     labels=["model", "feature", "kind"])
+        for key, n in sorted(c.schema.items()):
+            schema.add_metric(list(key), n)
+        yield schema
+
+        skew = CounterMetricFamily("driftwarden_value_skew_total", "Training-serving skew events per feature.",
+                                   labels=["model", "feature", "kind"])
+        for key, n in sorted(c.skew.items()):
+            skew.add_metric(list(key), n)
+        yield skew
+
+        windows = CounterMetricFamily("driftwarden_windows_total", "Windows closed and judged.", labels=["model"])
+        for model, n in sorted(c.windows.items()):
+            windows.add_metric([model], n)
+        yield windows
+
+        unlabelled = CounterMetricFamily("driftwarden_unlabelled_predictions_total",
+                                         "Predictions whose label had not arrived when their window left retention.",
+                                         labels=["model"])
+        for model, n in sorted(c.unlabelled.items()):
+            unlabelled.add_metric([model], n)
+        yield unlabelled
+        failures = CounterMetricFamily("driftwarden_window_failures_total",
+                                       "Windows whose judgement raised on their data (marked failed; the agent goes on)",
+                                       labels=["model"])
+        for model, n in sorted(c.window_failures.items()):
+            failures.add_metric([model], n)
+        yield failures
+
+        dlq = CounterMetricFamily("driftwarden_dead_letters_total", "Records sent to the dead-letter topic.", labels=["topic"])
+        for topic, n in sorted(c.dead_letters.items()):
+            dlq.add_metric([topic], n)
+        yield dlq
+
+        incidents = CounterMetricFamily("driftwarden_incidents_total", "Incidents opened.", labels=["model", "kind"])
+        for key, n in sorted(c.incidents.items()):
+            incidents.add_metric(list(key), n)
+        yield incidents
+
+        jobs = CounterMetricFamily("driftwarden_retrain_jobs_total", "Retraining jobs by status.", labels=["model", "status"])
+        for key, n in sorted(snap.retrain_jobs.items()):
+            jobs.add_metric(list(key), n)
+        yield jobs
+
+        delay = HistogramMetricFamily("driftwarden_label_delay_seconds", "Event-time delay from prediction to its label.",
+                                      labels=["model"])
+        for model, counts in sorted(c.label_delay.items()):
+            cum = counts.cumsum()
+            buckets = [(repr(b) if b != int(b) else f"{b:.1f}", int(n)) for b, n in zip(LABEL_DELAY_BUCKETS, cum[:-1])]
+            buckets.append(("+Inf", int(cum[-1])))
+            delay.add_metric([model], buckets, c.label_delay_sum[model] / 1000.0)
+        yield delay
+
+        yield from self._drift(snap)
+        yield from self._performance(snap)
+
+        pending = GaugeMetricFamily("driftwarden_join_pending_labels", "Labels waiting for their prediction.", labels=["model"])
+        for model, n in sorted(snap.pending_labels.items()):
+            pending.add_metric([model], n)
+        yield pending
+
+        lag = GaugeMetricFamily("driftwarden_consumer_lag", "Records behind the end of the partition.", labels=["topic", "partition"])
+        for (topic, part), n in sorted(snap.lag.items()):
+            lag.add_metric([topic, str(part)], n)
+        yield lag
+
+    def _drift(self, snap: Snapshot) -> Iterator[Metric]:
+        score = GaugeMetricFamily("driftwarden_feature_drift_score", "Drift statistic of a feature in the last window.",
+                                  labels=["model", "feature", "method"])
+        pvalue = GaugeMetricFamily("driftwarden_feature_drift_pvalue",
+                                   "p-value of the verdict test (adjusted across features) in the last window.",
+                                   labels=["model", "feature", "test"])
+        detected = GaugeMetricFamily("driftwarden_feature_drift_detected", "1 if the feature drifted in the last window.",
+                                     labels=["model", "feature"])
+        share = GaugeMetricFamily("driftwarden_dataset_drift_share", "Share of features drifted in the last window.", labels=["model"])
+        pred = GaugeMetricFamily("driftwarden_prediction_drift_score", "Drift of the model output in the last window.",
+                                 labels=["model", "method"])
+        wid = GaugeMetricFamily("driftwarden_window_id", "Sequence number of the last judged window.", labels=["model"])
+        for model, res in sorted(snap.latest.items()):
+            for r in res.drift.scores:
+                if r.method in ("ks", "chi2"):
+                    continue  # their statistic is exported with the verdict below
+                score.add_metric([model, r.feature, r.method], r.statistic)
+            for r in res.drift.features:
+                score.add_metric([model, r.feature, r.method], r.statistic)
+                if r.p_value is not None:
+                    pvalue.add_metric([model, r.feature, r.method], r.p_value)
+                detected.add_metric([model, r.feature], 1.0 if r.drifted else 0.0)
+            share.add_metric([model], res.drift.drift_share)
+            wid.add_metric([model], res.window_id)
+            if res.prediction_drift is not None:
+                pd_ = res.prediction_drift
+                pred.add_metric([model, pd_.method], pd_.statistic)
+                if pd_.method == "ks":
+                    pred.add_metric([model, "wasserstein"], pd_.effect_size)
+        yield from (score, pvalue, detected, share, pred, wid)
+
+    def _performance(self, snap: Snapshot) -> Iterator[Metric]:
+        perf = GaugeMetricFamily("driftwarden_performance", "Realized performance of the latest window with labels.",
+                                 labels=["model", "metric", "segment"])
+        coverage = GaugeMetricFamily("driftwarden_label_coverage", "Share of that window's predictions with a label.",
+                                     labels=["model"])
+        lower = GaugeMetricFamily("driftwarden_performance_lower", "Lower bound of the 95% interval of driftwarden_performance.",
+                                  labels=["model", "metric", "segment"])
+        upper = GaugeMetricFamily("driftwarden_performance_upper", "Upper bound of the 95% interval of driftwarden_performance.",
+                                  labels=["model", "metric", "segment"])
+        provisional = GaugeMetricFamily("driftwarden_performance_provisional",
+                                        "1 while that window's labels are still coming in (coverage below "
+                                        "performance.min_coverage and label lateness not over).", labels=["model"])
+        perf_window = GaugeMetricFamily("driftwarden_performance_window_id", "Window that driftwarden_performance describes.",
+                                        labels=["model"])
+        for model, res in sorted(snap.latest_performance.items()):
+            for segment, metrics in sorted(res.performance.items()):
+                for metric, value in sorted(metrics.items()):
+                    if _finite(value):
+                        perf.add_metric([model, metric, segment], value)
+                for metric, (lo, hi) in sorted(res.ci.get(segment, {}).items()):
+                    lower.add_metric([model, metric, segment], lo)
+                    upper.add_metric([model, metric, segment], hi)
+            coverage.add_metric([model], res.label_coverage)
+            provisional.add_metric([model], 1.0 if res.provisional else 0.0)
+            perf_window.add_metric([model], res.window_id)
+        yield from (perf, lower, upper, coverage, provisional, perf_window)
+        est = GaugeMetricFamily("driftwarden_estimated_performance", "Label-free performance estimate of the latest window.",
+                                labels=["model", "metric"])
+        for model, metrics in sorted(snap.estimated.items()):
+            for metric, value in sorted(metrics.items()):
+                if _finite(value):
+                    est.add_metric([model, metric], value)
+        yield est
+        concept = GaugeMetricFamily("driftwarden_concept_drift_detected", "1 if the detector fired on the error stream.",
+                                    labels=["model", "detector"])
+        for model, dets in sorted(snap.concept.items()):
+            for det, fired in sorted(dets.items()):
+                concept.add_metric([model, det], 1.0 if fired else 0.0)
+        shift = GaugeMetricFamily("driftwarden_label_shift_detected", "1 if the class priors of the last settled window moved.",
+                                  labels=["model"])
+        realized = GaugeMetricFamily("driftwarden_error_rate", "Error rate of the last settled window: realized, and "
+                                     "expected under the reference relation P(y|x) (CBPE).", labels=["model", "kind"])
+        for model, cond in sorted(snap.conditional.items()):
+            if "label_shift" in cond:
+                shift.add_metric([model], 1.0 if cond["label_shift"]["drifted"] else 0.0)
+            if "conditional" in cond:
+                c = cond["conditional"]
+                concept.add_metric([model, "conditional"], 1.0 if c["kind"] in ("concept_drift", "both") else 0.0)
+                realized.add_metric([model, "realized"], c["realized_error_window"])
+                realized.add_metric([model, "expected"], c["expected_error_window"])
+                realized.add_metric([model, "expected_reference"], c["expected_error_reference"])
+        yield concept
+        yield shift
+        yield realized
+        drifts = CounterMetricFamily("driftwarden_concept_drifts", "Detections by each concept-drift detector on the "
+                                     "error stream.", labels=["model", "detector"])
+        for model, dets in sorted(snap.concept_drifts.items()):
+            for det, n in sorted(dets.items()):
+                drifts.add_metric([model, det], n)
+        yield drifts
+
+
+def make_registry(snapshot: Callable[[], Snapshot]) -> tuple[CollectorRegistry, Histogram]:
+    """The agent's registry and its processing-time histogram (process-local, not checkpointed)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(snapshot))
+    stages = Histogram("driftwarden_processing_seconds", "Time spent per batch in each pipeline stage.", ["stage"],
+                       registry=registry, buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
+    return registry, stages
