@@ -8,7 +8,7 @@ demo: setup
 	driftwarden demo --duration 240
 
 test: setup
-	python3 -m pytest -q -m "not slow"
+	python3 -m pytest -q -m "not slow" && bash scripts/fuzz.sh --ci
 
 test-all: setup
 	python3 -m pytest -q

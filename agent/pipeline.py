@@ -13,10 +13,8 @@ from typing import Callable
 
 from agent.ingest.broker import RecordBatch
 from agent.state.counters import Counters
-from agent.decode.decoder import Rejected, decode_labels, decode_predictions
-from agent.decode.features import TypedFeatures
+from agent.decode.decoder import Decoder, Rejected
 from agent.monitor.model import ModelMonitor, WindowResult
-from agent.decode.scanner import NATIVE, RecordScanner
 
 __all__ = ["DeadLetter", "Pipeline"]
 
@@ -45,15 +43,12 @@ class Pipeline:
     stage_seconds: dict[str, list[float]] = field(default_factory=dict)
     on_stage: Callable[[str, float], None] | None = None
     native: bool = True  # scan records with agent.decode._scan when it is built (False: msgspec only)
-    typed: TypedFeatures = field(init=False, repr=False)
-    scanner: RecordScanner | None = field(init=False, repr=False)
+    decoder: Decoder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # One typed decoder (and native scanner) per model, generated from its reference's
-        # features, built once.
-        specs = {name: mon.feature_spec for name, mon in self.monitors.items()}
-        self.typed = TypedFeatures(specs)
-        self.scanner = RecordScanner(specs) if self.native and NATIVE and specs else None
+        # One decoder for every model, its routes generated from the references' features once.
+        self.decoder = Decoder({name: mon.feature_spec for name, mon in self.monitors.items()},
+                               self.max_record_bytes, self.native)
 
     def _timed(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -72,12 +67,10 @@ class Pipeline:
                 continue
             t0 = time.perf_counter()
             if b.topic == self.predictions_topic:
-                groups, rejected = decode_predictions(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes,
-                                                      self.typed, self.scanner)
+                groups, rejected = self.decoder.predictions(b.values, b.timestamps_ms)
                 stream = "predictions"
             elif b.topic == self.labels_topic:
-                groups, rejected = decode_labels(b.values, b.timestamps_ms, self.monitors, self.max_record_bytes,
-                                                 self.scanner)
+                groups, rejected = self.decoder.labels(b.values, b.timestamps_ms)
                 stream = "labels"
             else:
                 continue

@@ -92,7 +92,7 @@ class Agent:
         log.info("loaded %d reference(s) in %.1fs", len(refs), time.perf_counter() - t0)
         self.pipeline = Pipeline(self.monitors, self.counters, cfg.kafka.predictions_topic, cfg.kafka.labels_topic,
                                  cfg.kafka.max_record_bytes, on_stage=lambda s, dt: self._stage_hist.labels(s).observe(dt))
-        log.info("decoding records with %s", "the native scanner (agent.decode._scan)" if self.pipeline.scanner is not None
+        log.info("decoding records with %s", "the native scanner (agent.decode._scan)" if self.pipeline.decoder.route == "native"
                  else "msgspec only: agent.decode._scan is not built (no C compiler at install time), decoding is slower")
         self._results_dir.mkdir(parents=True, exist_ok=True)
         token = os.environ.get(cfg.http.token_env) or None

@@ -11,8 +11,8 @@ a few arrive first for predictions of the same poll's later batches). Rows:
 - ``peer: orjson+pandas``: the common way, for scale: orjson per record and a pandas frame of
   each batch's features, no contract checks. Run in the same process, so the ratio to the rows
   below holds on a noisy machine.
-- ``decode only``: decode_predictions (native scan, then typed per-model structs, as the agent runs it) +
-  decode_labels over the same batches (JSON -> validated columns).
+- ``decode only``: the pipeline's Decoder (native scan, then typed per-model structs, as the agent
+  runs it) over the same batches, both streams (JSON -> validated columns).
 - ``whole path``: Pipeline.process per poll (decode + validate + schema/skew counts + join +
   window update + window close and drift verdicts), a fresh monitor per repeat.
 
@@ -41,12 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.ingest.broker import RecordBatch  # noqa: E402
 from agent.config import build_config  # noqa: E402
 from agent.state.counters import Counters  # noqa: E402
-from agent.decode.decoder import decode_labels, decode_predictions  # noqa: E402
-from agent.decode.features import TypedFeatures  # noqa: E402
+from agent.decode.decoder import Decoder  # noqa: E402
 from agent.monitor.model import ModelMonitor  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
 from agent.monitor.reference import ModelReference  # noqa: E402
-from agent.decode.scanner import NATIVE, RecordScanner  # noqa: E402
+from agent.decode.scanner import NATIVE  # noqa: E402
 
 MODEL = "bench"
 N_CATEGORICAL = 3
@@ -131,19 +130,17 @@ def encode_polls(traffic: pd.DataFrame, batch: int, seed: int) -> list[list[Reco
     return polls
 
 
-def bench_decode(polls: list[list[RecordBatch]], typed: TypedFeatures, scanner: RecordScanner | None,
-                 ) -> tuple[float, int, float]:
+def bench_decode(polls: list[list[RecordBatch]], decoder: Decoder) -> tuple[float, int, float]:
     """decode + validate + feature columns, as the agent runs it (native scan, then typed
     per-model structs for what the scanner leaves)."""
-    known = {MODEL}
     events = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for poll in polls:
         for b in poll:
             if b.topic == "predictions":
-                decode_predictions(b.values, b.timestamps_ms, known, typed=typed, scanner=scanner)
+                decoder.predictions(b.values, b.timestamps_ms)
             else:
-                decode_labels(b.values, b.timestamps_ms, known, scanner=scanner)
+                decoder.labels(b.values, b.timestamps_ms)
             events += len(b)
     return time.perf_counter() - t0, events, time.process_time() - c0
 
@@ -203,7 +200,7 @@ def main() -> None:
             polls = encode_polls(generate(args.events, nf, seed=2), args.batch, seed=3)
             pipe = build_pipeline(ref_path, nf, args.window)
             best_peer = min(bench_peer(polls, feature_names(nf)[0]) for _ in range(args.repeat))
-            best_dec = min(bench_decode(polls, pipe.typed, pipe.scanner) for _ in range(args.repeat))
+            best_dec = min(bench_decode(polls, pipe.decoder) for _ in range(args.repeat))
             runs = [bench_pipeline(build_pipeline(ref_path, nf, args.window), polls) for _ in range(args.repeat)]
             best = min(runs, key=lambda r: r[0])
             rows = (("peer: orjson+pandas", (*best_peer, {})), ("decode only", (*best_dec, {})), ("whole path", best))

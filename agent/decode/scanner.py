@@ -3,7 +3,7 @@
 The scanner knows each model's feature keys, so a record is parsed once and its numbers land
 in float64 column buffers without a Python object per value. It only accepts what it fully
 understands and marks every other record for the exact Python route (:mod:`agent.decode.decoder`),
-which names the problem; :func:`agent.decode.decoder.decode_predictions` merges both in record order.
+which names the problem; :class:`agent.decode.decoder.Decoder` merges both in record order.
 Without a C compiler at install time the extension is missing, :data:`NATIVE` is False and the
 agent decodes with msgspec alone (slower, same results).
 """

@@ -80,7 +80,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
     sink = None
     try:
         agent.start()
-        say(f"  agent serving http://127.0.0.1:{agent.outputs.http.port}/metrics (also /healthz, /readyz, /windows)")
+        say(f"  agent serving http://127.0.0.1:{agent.http.port}/metrics (also /healthz, /readyz, /windows)")
         sink = KafkaProducerSink(broker.bootstrap)
         sim = ServingSimulator(model, sink, cfg.kafka.predictions_topic, cfg.kafka.labels_topic, model_name=MODEL,
                                rate=rate, label_delay_s=3.0, label_share=0.9, drift_after=int(rate * drift_after_s),

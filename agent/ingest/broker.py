@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -152,4 +153,75 @@ class BrokerCommon:
         self._send_dead_letters()
 
     def _send_dead_letters(self) -> None:
+        raise NotImplementedError
+
+    # what both backends do the same way, around their client-specific steps ----------------
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what dead letters can be delivered, close the producer, then leave the group.
+        Leaving the group revokes the partitions: that revoke is not passed to ``on_revoke``
+        (the agent's stop() has already saved its state)."""
+        deadline = time.monotonic() + timeout_s
+        if self._dlq and not self.flush(timeout_s=max(0.1, timeout_s / 2)):
+            log.error("closing with %d dead letters undelivered", len(self._dlq))
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            self._close_producer(producer, max(0.1, deadline - time.monotonic()))
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            self._closing = True
+            try:
+                self._close_consumer(consumer, max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - closing a consumer on a dead broker
+                log.warning("consumer close failed", exc_info=True)
+        with self._state_lock:   # a deliberate close is not a connection loss: no warning
+            self._connected = False
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Deliver queued dead letters; True when none is left (failed ones stay queued)."""
+        if not self._dlq:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while self._dlq and time.monotonic() < deadline:
+            self._send_dead_letters()
+            self._flush_producer(max(0.1, deadline - time.monotonic()))
+            self._dlq = self._undelivered()
+            if self._dlq:
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        if self._dlq:
+            log.warning("%d dead letters not yet delivered", len(self._dlq))
+        return not self._dlq
+
+    def _poll_outcome(self, error: object | None) -> None:
+        """Log a failing poll once, and its recovery once (a broker outage polls every 0.5 s)."""
+        if error is not None:
+            if not self._poll_failing:
+                log.warning("poll failed, will retry: %s", error)
+                self._poll_failing = True
+        elif self._poll_failing:
+            log.info("poll recovered")
+            self._poll_failing = False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the client-specific steps ------------------------------------------------------------
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _close_producer(self, producer: Any, timeout_s: float) -> None:
+        raise NotImplementedError
+
+    def _close_consumer(self, consumer: Any, timeout_s: float) -> None:
+        raise NotImplementedError
+
+    def _flush_producer(self, timeout_s: float) -> None:
+        raise NotImplementedError
+
+    def _undelivered(self) -> list[Any]:
+        """The queued dead letters not yet delivered (failed ones queued again)."""
         raise NotImplementedError

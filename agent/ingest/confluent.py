@@ -1,6 +1,6 @@
 """`Broker` on confluent-kafka (librdkafka): the optional faster backend.
 
-Same contract as `agent.ingest.broker.KafkaBroker` (read its docstrings); only the client differs.
+Same contract as `agent.ingest.kafka_python.KafkaBroker` (read its docstrings); only the client differs.
 confluent-kafka is imported lazily, on `start()`: the agent runs without it unless the config
 selects it (`pip install confluent-kafka`).
 
@@ -29,7 +29,7 @@ import logging
 import operator
 import time
 from types import ModuleType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -120,31 +120,13 @@ class ConfluentBroker(BrokerCommon):
         self._consumer = consumer
         self._set_connected(True)
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        if self._dlq and not self.flush(timeout_s=max(0.1, timeout_s / 2)):
-            log.error("closing with %d dead letters undelivered", len(self._dlq))
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            if producer.flush(max(0.1, deadline - time.monotonic())):
-                producer.purge()           # don't let librdkafka hold the process on them
-                producer.flush(0)
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            self._closing = True           # librdkafka revokes on close: not the agent's on_revoke
-            try:
-                consumer.close()
-            except Exception:  # noqa: BLE001 - closing a consumer on a dead broker
-                log.warning("consumer close failed", exc_info=True)
-        with self._state_lock:   # a deliberate close is not a connection loss: no warning
-            self._connected = False
+    def _close_producer(self, producer: Any, timeout_s: float) -> None:
+        if producer.flush(timeout_s):
+            producer.purge()           # don't let librdkafka hold the process on them
+            producer.flush(0)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _close_consumer(self, consumer: Any, timeout_s: float) -> None:
+        consumer.close()               # librdkafka revokes on close: absorbed (``_closing``)
 
     # rebalance (eager protocol: the whole assignment is handed over each time) ---------------
 
@@ -194,13 +176,7 @@ class ConfluentBroker(BrokerCommon):
             if errors.count(None) != len(msgs):
                 error = next(e for e in errors if e is not None)
                 msgs = [m for m, e in zip(msgs, errors) if e is None]
-        if error is not None:
-            if not self._poll_failing:
-                log.warning("poll failed, will retry: %s", error)
-                self._poll_failing = True
-        elif self._poll_failing:
-            log.info("poll recovered")
-            self._poll_failing = False
+        self._poll_outcome(error)
         if msgs:
             self._set_connected(True)
         if self._callback_error is not None:
@@ -339,20 +315,11 @@ class ConfluentBroker(BrokerCommon):
         except ck.KafkaException as exc:
             raise ValueError(f"invalid kafka client options {_redacted(common)}: {exc}") from None
 
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        """Deliver queued dead letters; True when none is left (failed ones stay queued)."""
-        if not self._dlq:
-            return True
-        deadline = time.monotonic() + timeout_s
-        while self._dlq and time.monotonic() < deadline:
-            self._send_dead_letters()
-            self._producer.flush(max(0.1, deadline - time.monotonic()))
-            self._dlq = [item for item in self._dlq if item.state != "delivered"]
-            if self._dlq:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        if self._dlq:
-            log.warning("%d dead letters not yet delivered", len(self._dlq))
-        return not self._dlq
+    def _flush_producer(self, timeout_s: float) -> None:
+        self._producer.flush(timeout_s)
+
+    def _undelivered(self) -> list[Any]:
+        return [item for item in self._dlq if item.state != "delivered"]
 
     def _require_started(self) -> Any:
         if self._consumer is None:

@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
 from collections.abc import Iterable
 from importlib import util as importlib_util
 from pathlib import Path

@@ -8,7 +8,6 @@ rates pick `kafka.client: confluent` (agent.ingest.confluent).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Self
@@ -98,30 +97,11 @@ class KafkaBroker(BrokerCommon):
         self._consumer.subscribe(self.topics, listener=_Listener())
         self._update_connected()
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        if self._dlq and not self.flush(timeout_s=max(0.1, timeout_s / 2)):
-            log.error("closing with %d dead letters undelivered", len(self._dlq))
-        if self._producer is not None:
-            self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
-            self._producer = None
-        if self._consumer is not None:
-            self._closing = True  # leaving the group revokes: not the agent's on_revoke (stop() saved)
-            try:
-                self._consumer.close(autocommit=False,
-                                     timeout_ms=int(max(100, (deadline - time.monotonic()) * 1000)))
-            except Exception:  # noqa: BLE001 - closing a consumer on a dead broker
-                log.warning("consumer close failed", exc_info=True)
-            self._consumer = None
-        with self._state_lock:   # a deliberate close is not a connection loss: no warning
-            self._connected = False
+    def _close_producer(self, producer: Any, timeout_s: float) -> None:
+        producer.close(timeout=timeout_s)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _close_consumer(self, consumer: Any, timeout_s: float) -> None:
+        consumer.close(autocommit=False, timeout_ms=int(max(100, timeout_s * 1000)))
 
     # rebalance -----------------------------------------------------------------------------
 
@@ -155,14 +135,10 @@ class KafkaBroker(BrokerCommon):
         try:
             raw = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
-            if not self._poll_failing:
-                log.warning("poll failed, will retry: %r", exc)
-                self._poll_failing = True
+            self._poll_outcome(repr(exc))
             raw = {}
         else:
-            if self._poll_failing:
-                log.info("poll recovered")
-                self._poll_failing = False
+            self._poll_outcome(None)
         finally:
             self._update_connected()
         if self._callback_error is not None:
@@ -281,30 +257,21 @@ class KafkaBroker(BrokerCommon):
                    "retries": 5, **_common_options(self.client_options, _CONSUMER_ONLY)}
         return KafkaProducer(bootstrap_servers=self.bootstrap_servers, **options)
 
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        """Deliver queued dead letters; True when none is left (failed ones stay queued)."""
-        if not self._dlq:
-            return True
-        deadline = time.monotonic() + timeout_s
-        while self._dlq and time.monotonic() < deadline:
-            self._send_dead_letters()
-            try:
-                self._producer.flush(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception as exc:  # noqa: BLE001 - KafkaTimeoutError and friends
-                log.debug("dead letter flush: %r", exc)
-            remaining = []
-            for item in self._dlq:
-                if item.future is None or not item.future.is_done:
-                    remaining.append(item)
-                elif item.future.failed():
-                    item.future = None
-                    remaining.append(item)
-            self._dlq = remaining
-            if self._dlq:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        if self._dlq:
-            log.warning("%d dead letters not yet delivered", len(self._dlq))
-        return not self._dlq
+    def _flush_producer(self, timeout_s: float) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - KafkaTimeoutError and friends
+            log.debug("dead letter flush: %r", exc)
+
+    def _undelivered(self) -> list[Any]:
+        remaining = []
+        for item in self._dlq:
+            if item.future is None or not item.future.is_done:
+                remaining.append(item)
+            elif item.future.failed():
+                item.future = None
+                remaining.append(item)
+        return remaining
 
     def _require_started(self) -> Any:
         if self._consumer is None:

@@ -82,6 +82,17 @@ class RowStore:
         self.n = stop
         return start
 
+    @classmethod
+    def from_columns(cls, ids: np.ndarray, y_pred: np.ndarray, score: np.ndarray, event_s: np.ndarray,
+                     y_true: np.ndarray, labelled: np.ndarray, segments: dict[str, np.ndarray],
+                     proba: dict[str, np.ndarray]) -> RowStore:
+        """A store holding these rows (the inverse of :meth:`view`, for checkpoints)."""
+        rows = cls(tuple(segments), tuple(proba))
+        rows.append(ids, y_pred, score, event_s, segments, proba)
+        rows.y_true[: rows.n] = y_true
+        rows.labelled[: rows.n] = labelled
+        return rows
+
     def view(self) -> dict[str, Any]:
         n = self.n
         return {"ids": self.ids[:n], "y_pred": self.y_pred[:n], "score": self.score[:n],

@@ -15,11 +15,8 @@ are not in the checkpoint they count exactly once.
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections import OrderedDict, deque
 from dataclasses import asdict
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -192,47 +189,42 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
     feats = {name: _summary(arrays, f"{prefix}.f{i}", meta, ref.drift.features[name].empty())
              for i, (name, meta) in enumerate(d["features"])}
     pred = _summary(arrays, f"{prefix}.pred", d["prediction"], ref.prediction_drift.empty())
-    rows = RowStore(tuple(d["segments"]), tuple(d.get("proba", ())))
-    ids = _get_objects(arrays, f"{prefix}.ids")
-    segs = {c: _get_objects(arrays, f"{prefix}.seg{j}") for j, c in enumerate(d["segments"])}
-    proba = {c: arrays[f"{prefix}.proba{j}"] for j, c in enumerate(d.get("proba", ()))}
-    rows.append(ids, arrays[f"{prefix}.y_pred"], arrays[f"{prefix}.score"], arrays[f"{prefix}.event_s"], segs, proba)
-    rows.y_true[: rows.n] = arrays[f"{prefix}.y_true"]
-    rows.labelled[: rows.n] = arrays[f"{prefix}.labelled"]
-    w = Window(d["id"], d["start"], d["end"], feats, pred, rows, d["n"], d["closed"], d["perf_dirty"])
-    w.settled = d["settled"]
-    w.failed = d.get("failed")  # absent in checkpoints written before windows could fail
+    rows = RowStore.from_columns(
+        _get_objects(arrays, f"{prefix}.ids"), arrays[f"{prefix}.y_pred"], arrays[f"{prefix}.score"],
+        arrays[f"{prefix}.event_s"], arrays[f"{prefix}.y_true"], arrays[f"{prefix}.labelled"],
+        {c: _get_objects(arrays, f"{prefix}.seg{j}") for j, c in enumerate(d["segments"])},
+        {c: arrays[f"{prefix}.proba{j}"] for j, c in enumerate(d.get("proba", ()))})
+    conditional = None
     if d["conditional"] is not None:
         c = d["conditional"]["conditional"]
-        w.conditional = WindowConditional(_unresult(d["conditional"]["label_shift"]),
-                                          None if c is None else ConditionalVerdict(**c))
-    v = d["verdict"]
-    if v is not None:
+        conditional = WindowConditional(_unresult(d["conditional"]["label_shift"]),
+                                        None if c is None else ConditionalVerdict(**c))
+    verdict = None
+    if (v := d["verdict"]) is not None:
         report = DatasetDriftReport(tuple(_unresult(r) for r in v["features"]), tuple(_unresult(r) for r in v["scores"]),
                                     v["n_reference"], v["n_current"])
-        w.verdict = (report, _unresult(v["prediction"]))
-    return w
+        verdict = (report, _unresult(v["prediction"]))
+    return Window(d["id"], d["start"], d["end"], feats, pred, rows, n=d["n"], closed=d["closed"],
+                  perf_dirty=d["perf_dirty"], verdict=verdict, settled=d["settled"], conditional=conditional,
+                  failed=d.get("failed"))  # "failed": absent in checkpoints written before windows could fail
 
 
 def monitor_state(mon: ModelMonitor, arrays: Arrays, prefix: str, cache: _TextCache | None = None) -> dict[str, Any]:
-    n = len(mon.pending)
-    pending_ids, labels = np.empty(n, dtype=object), np.empty(n, dtype=object)
-    pending_ids[:] = list(mon.pending)
-    entries = list(mon.pending.values())  # (label, event time)
-    label_list = list(map(itemgetter(0), entries))
-    labels[:] = label_list
-    _put_objects(arrays, f"{prefix}.pending.ids", pending_ids)
-    _put_objects(arrays, f"{prefix}.pending.labels", labels)
-    arrays[f"{prefix}.pending.ts"] = np.fromiter(map(itemgetter(1), entries), float, n)
+    """Encode :meth:`ModelMonitor.state`: windows and the waiting labels' arrays into ``arrays``,
+    the rest as JSON."""
+    st = mon.state()
+    pending = st.pop("pending")
+    label_list = pending["labels"].tolist()
+    _put_objects(arrays, f"{prefix}.pending.ids", pending["ids"])
+    _put_objects(arrays, f"{prefix}.pending.labels", pending["labels"])
+    arrays[f"{prefix}.pending.ts"] = pending["ts"]
     return {
-        "prefix": prefix, "next_id": mon.next_id, "closed_bucket": mon.closed_bucket, "clock_s": mon.clock_s,
-        "clocks": mon.clocks, "label_clock_s": mon.label_clock_s, "label_clocks": mon.label_clocks,
+        **st, "prefix": prefix,
         # what the stored text of each pending label was: pending labels are stored as text, and
         # numpy's float64 labels (every decode route writes numeric labels so) must come back as numbers
         "label_types": sorted({"str" if type(v) is str else "float" for v in label_list}),
-        "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w, cache, prefix)] for k, w in mon.open.items()],
-        "retained": [_window_state(arrays, f"{prefix}.ret{i}", w, cache, prefix) for i, w in enumerate(mon.retained)],
-        "concept": mon.concept.state(),
+        "open": [[k, _window_state(arrays, f"{prefix}.open{k}", w, cache, prefix)] for k, w in st["open"].items()],
+        "retained": [_window_state(arrays, f"{prefix}.ret{i}", w, cache, prefix) for i, w in enumerate(st["retained"])],
     }
 
 
@@ -248,20 +240,7 @@ def _number_or_text(v: Any) -> Any:
 
 
 def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix: str) -> None:
-    def num(x: float | None) -> float:  # JSON has no infinity: orjson wrote -inf as null
-        return -math.inf if x is None else float(x)
-
-    mon.next_id, mon.closed_bucket, mon.clock_s = d["next_id"], num(d["closed_bucket"]), num(d["clock_s"])
-    mon.clocks = {k: num(v) for k, v in d["clocks"].items()}
-    mon.label_clock_s = num(d["label_clock_s"])
-    mon.label_clocks = {k: num(v) for k, v in d["label_clocks"].items()}
-    mon.open = {int(k): _window(arrays, f"{prefix}.open{k}", w, mon) for k, w in d["open"]}
-    mon.retained = deque(_window(arrays, f"{prefix}.ret{i}", w, mon) for i, w in enumerate(d["retained"]))
-    mon.index = {}
-    for w in [*mon.retained, *mon.open.values()]:
-        base = w.id << 32
-        mon.index.update(zip(w.rows.ids[: w.rows.n].tolist(), range(base, base + w.rows.n)))
-    ids = _get_objects(arrays, f"{prefix}.pending.ids")
+    """Decode what :func:`monitor_state` wrote and hand it to :meth:`ModelMonitor.restore`."""
     raw = _get_objects(arrays, f"{prefix}.pending.labels")
     types = set(d["label_types"])
     if types <= _NUMBER_TYPES:
@@ -270,22 +249,11 @@ def restore_monitor(mon: ModelMonitor, d: dict[str, Any], arrays: Arrays, prefix
         labels = [_number_or_text(v) for v in raw]
     else:
         labels = list(raw)
-    mon.pending = OrderedDict(zip(ids.tolist(), zip(labels, arrays[f"{prefix}.pending.ts"].tolist())))
-    mon.concept.restore(d["concept"])
-    for w in mon.retained:
-        if w.conditional is not None and w.conditional.conditional is not None:
-            mon.latest_conditional = w.conditional
-    # Re-derive what scrapes show (latest verdicts) from the restored windows, without
-    # re-running the result callback (those windows were already recorded).
-    cb, mon.on_result = mon.on_result, None
-    try:
-        for w in mon.retained:
-            res = mon._judge(w, final=False)
-            mon.latest = res
-        if mon.retained:
-            mon._estimate(mon.retained[-1])
-    finally:
-        mon.on_result = cb
+    pending = {"ids": _get_objects(arrays, f"{prefix}.pending.ids").tolist(), "labels": labels,
+               "ts": arrays[f"{prefix}.pending.ts"]}
+    mon.restore({**d, "pending": pending,
+                 "open": {int(k): _window(arrays, f"{prefix}.open{k}", w, mon) for k, w in d["open"]},
+                 "retained": [_window(arrays, f"{prefix}.ret{i}", w, mon) for i, w in enumerate(d["retained"])]})
 
 
 class Checkpoint:

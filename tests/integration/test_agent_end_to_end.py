@@ -94,7 +94,7 @@ def run_agent(broker, tmp_path_factory):  # noqa: ANN001, ANN201
     expected_labels = len(labels)
 
     def done() -> bool:
-        ev = agent.state.counters.events
+        ev = agent.counters.events
         return (ev[("car-loan", "predictions", "ok")] >= len(preds)
                 and ev[("car-loan", "labels", "ok")] >= expected_labels
                 and sum(v for (m, s, o), v in ev.items() if s == "predictions" and o == "invalid") >= len(junk))
@@ -102,10 +102,10 @@ def run_agent(broker, tmp_path_factory):  # noqa: ANN001, ANN201
     t = threading.Thread(target=agent.loop, kwargs={"until": done}, daemon=True)
     t.start()
     t.join(timeout=240)
-    assert not t.is_alive(), f"agent did not consume everything: {dict(agent.state.counters.events)}"
+    assert not t.is_alive(), f"agent did not consume everything: {dict(agent.counters.events)}"
     agent.pipeline.evaluate()
     agent._publish()
-    metrics = scrape(agent.outputs.http.port)
+    metrics = scrape(agent.http.port)
     agent.stop()
     windows: dict[int, dict] = {}
     for line in (tmp / "state" / "windows" / "car-loan.jsonl").read_text().splitlines():

@@ -109,16 +109,16 @@ def run(broker, tmp_path_factory) -> Iterator[dict[str, Any]]:  # noqa: ANN001
     loop.start()
     am = prom = None
     try:
-        am = alertmanager_for(agent.outputs.http.port, token_file).start()
-        prom = Prometheus([f"127.0.0.1:{agent.outputs.http.port}"], rule_files=[fast_rules(tmp / "rules.yml")],
+        am = alertmanager_for(agent.http.port, token_file).start()
+        prom = Prometheus([f"127.0.0.1:{agent.http.port}"], rule_files=[fast_rules(tmp / "rules.yml")],
                           alertmanager=am.address).start()
         with KafkaProducerSink(broker.bootstrap) as sink:
             replay(sink, preds, preds_topic, progress=False)
         deadline = time.monotonic() + 60
-        while agent.state.counters.events[(MODEL, "predictions", "ok")] < len(preds):
-            assert time.monotonic() < deadline, f"agent did not consume: {dict(agent.state.counters.events)}"
+        while agent.counters.events[(MODEL, "predictions", "ok")] < len(preds):
+            assert time.monotonic() < deadline, f"agent did not consume: {dict(agent.counters.events)}"
             time.sleep(0.1)
-        yield {"agent": agent, "prom": prom, "am": am, "port": agent.outputs.http.port, "preds": preds}
+        yield {"agent": agent, "prom": prom, "am": am, "port": agent.http.port, "preds": preds}
     finally:
         for svc in (prom, am):
             if svc is not None:

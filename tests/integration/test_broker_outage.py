@@ -220,7 +220,7 @@ def test_broker_killed_and_restarted_loses_and_doubles_nothing(durable_broker: E
         print(f"counted {counted_at_kill:.0f} of {half + len(first[1])} first-half records at the kill; "
               f"/readyz 503 after {down_after:.1f}s, 200 again {up_after:.1f}s after the restart; "
               f"SIGTERM with the broker down: exit 0 in {stop_s:.1f}s; "
-              f"{log.read_text().count('agent.ingest.broker: assigned')} partition assignment(s) in the log")
+              f"{log.read_text().count('agent.ingest.kafka_python: assigned')} partition assignment(s) in the log")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -117,7 +117,7 @@ def _run_to_end(config: Path, tmp: Path, name: str, n_preds: int, n_labels: int,
     if counters is not None:  # then its position reaches both topics' ends: nothing more is there to count
         wait_taken_in(port, ends, timeout_s=60, alive=lambda: agent.proc.poll() is None,
                       context=lambda: (tmp / f"{name}.log").read_text()[-3000:])
-    final = agent.state.counters()
+    final = agent.counters()
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.proc.wait(timeout=30) == 0, (tmp / f"{name}.log").read_text()[-3000:]
     assert counters is not None, (tmp / f"{name}.log").read_text()[-3000:]

@@ -85,7 +85,7 @@ def http(port: int, path: str, token: str | None = None, method: str = "GET", bo
 
 
 def events(agent: Agent, stream: str) -> int:
-    return sum(n for (_, s, _), n in agent.state.counters.events.copy().items() if s == stream)
+    return sum(n for (_, s, _), n in agent.counters.events.copy().items() if s == stream)
 
 
 def wait_until(pred, timeout: float, what: str) -> None:  # noqa: ANN001
@@ -135,7 +135,7 @@ def run(broker, tmp_path_factory) -> Iterator[dict[str, Any]]:  # noqa: ANN001
     stop = threading.Event()
     loop = threading.Thread(target=agent.loop, kwargs={"until": stop.is_set, "poll_timeout_s": 0.2}, daemon=True)
     loop.start()
-    prom = Prometheus([f"127.0.0.1:{agent.outputs.http.port}"]).start()
+    prom = Prometheus([f"127.0.0.1:{agent.http.port}"]).start()
     sent = {"predictions": 0, "labels": 0}
     try:
         prom.wait_for('up{job="driftwarden"} == 1', timeout=20)
@@ -157,7 +157,7 @@ def run(broker, tmp_path_factory) -> Iterator[dict[str, Any]]:  # noqa: ANN001
 
         wait_until(judged, 30, "the last window's performance with all labels")
         prom.wait_for(f'driftwarden_label_coverage{{model="{MODEL}"}} == 1', timeout=20)
-        yield {"agent": agent, "prom": prom, "sent": sent, "junk": junk, "port": agent.outputs.http.port}
+        yield {"agent": agent, "prom": prom, "sent": sent, "junk": junk, "port": agent.http.port}
     finally:
         prom.stop()
         stop.set()

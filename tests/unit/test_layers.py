@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    return subprocess.run([exe, "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root,
+    return subprocess.run([exe, "--no-cache", str(root / "pyproject.toml")], cwd=root,
                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
 
 

@@ -73,7 +73,7 @@ def test_native_and_msgspec_routes_give_the_same_windows(tmp_path: Path) -> None
     runs = {}
     for native in (True, False):
         pipe = pipeline(ref, native)
-        assert (pipe.scanner is not None) == native
+        assert (pipe.decoder.route == "native") == native
         results, dead = [], []
         for poll in batches:
             r, d = pipe.process(poll)

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.decode.decoder import Rejected, decode_labels, decode_predictions
+from agent.decode.decoder import Rejected
+from tests.support.decode import decode_labels, decode_predictions
 from agent.decode.features import FeatureSpec, TypedFeatures, extract_features
 from agent.decode.scanner import RecordScanner
 

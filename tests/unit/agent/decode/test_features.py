@@ -10,7 +10,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.decode.decoder import decode_predictions
+from tests.support.decode import decode_predictions
 from agent.decode.features import FeatureSpec, TypedFeatures, extract_features
 
 SPECS = {"a": FeatureSpec(("x", "y"), ("c",), ("seg",)), "b": FeatureSpec(("z",), (), ())}

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import agent.decode.decoder as decode_mod
+from agent.decode.decoder import Decoder
 from agent.decode import _scan
 from agent.ingest.broker import RecordBatch
 from agent.config import build_config
 from agent.state.counters import Counters
-from agent.decode.decoder import decode_labels, decode_predictions
+from tests.support.decode import decode_labels, decode_predictions
 from agent.decode.features import FeatureSpec, TypedFeatures
 from agent.monitor.model import ModelMonitor
 from agent.pipeline import Pipeline
@@ -188,21 +188,21 @@ def test_class_codes_are_the_same_whichever_route_decoded_a_row(tmp_path: Path, 
     preds = [good(i) | {"prediction": p} for i, p in enumerate([2, 1, "2", True, 0, 2.0, "1", 2, 0, 1])]
     groups, rejected = run([orjson.dumps(p) for p in preds], route)
     assert rejected == []
-    codes = mon._encode(groups["m"].prediction)
+    codes = mon.classes.encode(groups["m"].prediction)
     assert codes.tolist() == [2.0, 1.0, 2.0, 1.0, 0.0, 2.0, 1.0, 2.0, 0.0, 1.0]
     labels = [orjson.dumps({"prediction_id": f"g{i}", "model": "m", "label": v})
               for i, v in enumerate([2, "1", 0, True, "0", 2, 1, "2", 0, 1])]
     lab, rejected = run(labels, route, labels=True)
     assert rejected == []
-    assert mon._encode(lab["m"].label).tolist() == [2.0, 1.0, 0.0, 1.0, 0.0, 2.0, 1.0, 2.0, 0.0, 1.0]
+    assert mon.classes.encode(lab["m"].label).tolist() == [2.0, 1.0, 0.0, 1.0, 0.0, 2.0, 1.0, 2.0, 0.0, 1.0]
 
 
 def test_string_classes_are_named_by_their_text(tmp_path: Path) -> None:
     mon = monitor(tmp_path, ["no", "yes"])
     obj = np.array(["yes", "no", 1.0, "maybe"], dtype=object)
-    assert mon._encode(obj).tolist()[:2] == [1.0, 0.0]
-    assert all(math.isnan(v) for v in mon._encode(obj).tolist()[2:])
-    assert np.isnan(mon._encode(np.array([0.0, 1.0]))).all()  # a number never names a string class
+    assert mon.classes.encode(obj).tolist()[:2] == [1.0, 0.0]
+    assert all(math.isnan(v) for v in mon.classes.encode(obj).tolist()[2:])
+    assert np.isnan(mon.classes.encode(np.array([0.0, 1.0]))).all()  # a number never names a string class
 
 
 # ---------------------------------------------------------------------- the scanner object
@@ -251,18 +251,18 @@ def test_a_fast_path_that_raises_falls_back_to_one_record_at_a_time(tmp_path: Pa
     batch is decoded record by record; that record alone is dead-lettered with the exception and
     its offset, counted invalid; the others are windowed as usual."""
     pipe = hostile_pipeline(tmp_path)
-    exact = decode_mod._decode_predictions
+    exact = Decoder._python_predictions
 
     def fast(*a: Any, **k: Any) -> Any:
         raise OverflowError("planted fast-path fault")
 
-    def exact_or_raise(values: Any, *a: Any, **k: Any) -> Any:
+    def exact_or_raise(self: Decoder, values: Any, *a: Any, **k: Any) -> Any:
         if any(v and b"boom" in v for v in values):
             raise ZeroDivisionError("planted exact-route fault")
-        return exact(values, *a, **k)
+        return exact(self, values, *a, **k)
 
-    monkeypatch.setattr(decode_mod, "_predictions", fast)
-    monkeypatch.setattr(decode_mod, "_decode_predictions", exact_or_raise)
+    monkeypatch.setattr(Decoder, "_native_predictions", fast)
+    monkeypatch.setattr(Decoder, "_python_predictions", exact_or_raise)
     values = [orjson.dumps(good(i)) for i in range(6)]
     values[3] = orjson.dumps(good(3) | {"model_version": "boom"})
     results, dead = pipe.process([batch("predictions", values)])
@@ -280,7 +280,7 @@ def test_a_label_fast_path_that_raises_falls_back_too(tmp_path: Path, monkeypatc
     def fast(*a: Any, **k: Any) -> Any:
         raise MemoryError("planted")
 
-    monkeypatch.setattr(decode_mod, "_labels", fast)
+    monkeypatch.setattr(Decoder, "_native_labels", fast)
     labels = [orjson.dumps({"prediction_id": f"g{i}", "model": "m", "label": i % 2}) for i in range(4)]
     labels.append(b"{broken")
     pipe.process([batch("predictions", [orjson.dumps(good(i)) for i in range(4)])])

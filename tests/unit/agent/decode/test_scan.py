@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from agent.decode import _scan  # a missing build fails here: the scanner is part of the product
-from agent.decode.decoder import decode_labels, decode_predictions
+from tests.support.decode import decode_labels, decode_predictions
 from agent.decode.features import FeatureSpec, TypedFeatures
 from agent.decode.scanner import NATIVE, RecordScanner
 

@@ -14,7 +14,8 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from agent.config import build_config
 from agent.state.counters import Counters
-from agent.decode.decoder import Labels, Predictions, decode_labels, decode_predictions
+from agent.decode.decoder import Labels, Predictions
+from tests.support.decode import decode_labels, decode_predictions
 from agent.monitor.model import ModelMonitor, WindowResult
 from agent.monitor.reference import ModelReference
 
@@ -200,7 +201,7 @@ def test_memory_bound_of_the_join_index(tmp_path: Path) -> None:
     for lo in range(0, 2_000, 37):
         mon.add_predictions(preds(recs[lo:lo + 37]))
         mon.add_labels(labels(recs[max(0, lo - 100):lo - 60]))  # late labels, some beyond retention
-        peak = max(peak, len(mon.index))
+        peak = max(peak, len(mon.join.rows))
     assert peak <= 3 * 50 + 50
     assert len(mon.retained) == 3
     assert mon.counters.windows[MODEL] == 40

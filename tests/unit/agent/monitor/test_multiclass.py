@@ -15,7 +15,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from agent.state.checkpoint import CheckpointStore
 from agent.config import build_config
 from agent.state.counters import Counters
-from agent.decode.decoder import decode_labels, decode_predictions
+from tests.support.decode import decode_labels, decode_predictions
 from agent.monitor.model import ModelMonitor
 from agent.monitor.reference import ModelReference
 
@@ -63,7 +63,7 @@ def test_multiclass_scores_give_ovr_roc_auc_and_log_loss_equal_to_sklearn(tmp_pa
     mon = _monitor(tmp_path)
     frame = _frame(1500, 2)
     _feed(mon, frame)
-    results = [mon._judge(w, final=False) for w in mon.retained]
+    results = [mon.judge.judge(w, final=False) for w in mon.retained]
     assert len(results) == 3
     for res, lo in zip(results, range(0, 1500, 500)):
         part = frame.iloc[lo:lo + 500]
@@ -82,8 +82,8 @@ def test_multiclass_scores_survive_a_checkpoint(tmp_path: Path) -> None:
     cp = store.load()
     fresh = _monitor(tmp_path, cp.counters)
     store.restore(cp, {MODEL: fresh})
-    before = [mon._judge(w, final=False).performance for w in mon.retained]
-    after = [fresh._judge(w, final=False).performance for w in fresh.retained]
+    before = [mon.judge.judge(w, final=False).performance for w in mon.retained]
+    after = [fresh.judge.judge(w, final=False).performance for w in fresh.retained]
     assert before == after and "roc_auc" in after[0]["all"]
 
 
