@@ -19,10 +19,11 @@ import orjson
 __all__ = ["LONG_NUMBER", "Prediction", "Label", "load", "prediction_error", "label_error"]
 
 _NUMBER = (int, float)
-# A run of number characters this long is converted with Python's own rules (float()): the C
-# parsers here round correctly only on shorter tokens (msgspec 0.23 reads "0." + 99,999 zeros +
-# "1e1000000", which is +inf, as 0.0). Strings with long digit runs take the same, slower route.
-LONG_NUMBER = re.compile(rb"[-+.0-9eE]{128,}")
+# Records holding such a run are parsed with Python's own rules (int(), float()): the C parsers
+# here round correctly only on shorter tokens (msgspec 0.23 reads "0." + 99,999 zeros +
+# "1e1000000", which is +inf, as 0.0), and past 64 bits an integer is a float to orjson but an int
+# to msgspec. Strings with such digit runs take the same, slower route.
+LONG_NUMBER = re.compile(rb"[-+.0-9eE]{128,}|[0-9]{20,}")
 
 
 def _field_error(obj: Any, required: Sequence[str]) -> str | None:
