@@ -125,6 +125,32 @@ class PerformanceConfig(_Frozen):
     segment_pairs: bool = True
 
 
+class IncidentConfig(_Frozen):
+    """When the agent opens an incident on its own (see README "Incidents"). One incident per
+    model and kind; it resolves itself after ``resolve_after`` judged windows without the condition,
+    and a resolved kind stays quiet for ``cooldown_windows`` windows."""
+
+    enabled: bool = True
+    drift_share: float = Field(0.3, gt=0, le=1, description="dataset drift share that opens data_drift")
+    drift_share_critical: float = Field(0.6, gt=0, le=1)
+    metric: str | None = Field(None, description="performance metric watched (default: roc_auc with a score, "
+                                                 "else accuracy; mae for regression)")
+    performance_margin: float = Field(0.0, ge=0, description="the window's interval must lie this far below "
+                                                             "the reference level")
+    performance_critical_margin: float = Field(0.1, ge=0)
+    estimate_margin: float = Field(0.05, ge=0, description="label-free estimate drop below the reference estimate")
+    skew_rate: float = Field(0.01, ge=0, le=1, description="null / out-of-range / unseen rate of a feature that, "
+                                                          "when also skew_factor x the reference's, opens data_quality")
+    skew_factor: float = Field(5.0, ge=1)
+    traffic_drop: float = Field(0.5, gt=0, lt=1, description="prediction rate below this share of the recent "
+                                                            "median opens traffic_drop (event-time windows of size)")
+    recent_windows: int = Field(5, ge=2, description="windows the recent traffic rate is the median of")
+    confirm_windows: int = Field(2, ge=1, description="consecutive judged windows a cause must show in before "
+                                                     "it opens an incident (per-window tests err now and then)")
+    resolve_after: int = Field(3, ge=1)
+    cooldown_windows: int = Field(5, ge=0)
+
+
 class ModelConfig(_Frozen):
     task: Literal["binary_classification", "multiclass_classification", "regression"]
     reference: Path
@@ -137,6 +163,7 @@ class ModelConfig(_Frozen):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     concept: ConceptConfig = Field(default_factory=ConceptConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    incidents: IncidentConfig = Field(default_factory=IncidentConfig)
     retrain: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -20,6 +20,8 @@ import orjson
 
 from agent.config import Config
 from agent.faults import FaultPoints
+from agent.incidents.rules import KINDS
+from agent.incidents.watch import IncidentWatch
 from agent.incidents.store import IncidentStore
 from agent.ingest import make_broker
 from agent.ingest.admin import ensure_topics
@@ -54,6 +56,7 @@ class Agent:
         self.monitors: dict[str, ModelMonitor] = {}
         self.pipeline: Pipeline | None = None
         self.incidents = IncidentStore(self.counters)
+        self.watch: IncidentWatch | None = None
         self._results_dir = Path(config.state_dir) / "windows"
         self.batches = 0
         self.fault = FaultPoints.from_env()
@@ -86,6 +89,9 @@ class Agent:
                                on_result=self._record)
             for name, ref in refs.items()
         }
+        self.watch = IncidentWatch(cfg.models, self.monitors, self.incidents)
+        if cp is not None:
+            self.watch.restore(cp.extra.get("incident_watch", {}))
         if cp is not None:
             self.checkpoints.restore(cp, self.monitors)
             log.info("restored checkpoint %s (offsets %s)", self.checkpoints.path, cp.offsets)
@@ -173,7 +179,7 @@ class Agent:
         if not self.broker.flush(flush_timeout_s):
             log.warning("dead letters not yet delivered: checkpoint postponed")
             return False
-        extra = self.incidents.state()
+        extra = {**self.incidents.state(), "incident_watch": self.watch.state() if self.watch is not None else {}}
         self.checkpoints.save(self.offsets, self.counters, self.monitors, extra)
         self._last_save = time.monotonic()
         self._unsaved = False
@@ -238,7 +244,7 @@ class Agent:
             concept_drifts={m: dict(mon.concept.drifts) for m, mon in self.monitors.items()},
             conditional={m: mon.latest_conditional.to_dict() for m, mon in self.monitors.items()
                          if mon.latest_conditional is not None},
-            lag=lag,
+            lag=lag, incidents_open=self.incidents.open_by_kind(), incident_kinds=KINDS,
         )
 
     @property
@@ -253,8 +259,11 @@ class Agent:
         return True, "ok"
 
     def _record(self, res: WindowResult) -> None:
+        """Every judgement: appended to the window journal, then put to the incident rules."""
         with open(self._results_dir / f"{res.model}.jsonl", "ab") as f:
             f.write(orjson.dumps(res.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        if self.watch is not None:
+            self.watch.observe(res)
 
     def _get_windows(self, rest: str) -> tuple[int, Any]:
         model = rest or None

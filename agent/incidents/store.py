@@ -11,7 +11,11 @@ from typing import Any
 
 from agent.state.counters import Counters
 
-__all__ = ["IncidentStore"]
+__all__ = ["IncidentStore", "ALERT_KINDS"]
+
+# The shipped Prometheus alerts (deploy/prometheus/rules.yml) and the rule kinds they concern.
+ALERT_KINDS = {"DriftwardenFeatureDrift": "data_drift", "DriftwardenPerformanceDrop": "performance_drop",
+               "DriftwardenDeadLetters": "data_quality"}
 
 
 class IncidentStore:
@@ -25,20 +29,31 @@ class IncidentStore:
         self._lock = threading.Lock()
         self._incidents: list[dict[str, Any]] = []
         self._open: dict[str, dict[str, Any]] = {}  # dedup key -> open incident
+        self._resolved_at: dict[str, int] = {}  # a rule's key -> the window its incident resolved at
+        self._streak: dict[str, tuple[int, int]] = {}  # a rule's key -> (first window, windows) not yet confirmed
         self._seq = 0
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         with self._lock:
-            return {"incidents": [dict(i) for i in self._incidents], "incident_seq": self._seq}
+            return {"incidents": [dict(i) for i in self._incidents], "incident_seq": self._seq,
+                    "incident_resolved_at": dict(self._resolved_at),
+                    "incident_streaks": {k: list(v) for k, v in self._streak.items()}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], counters: Counters, limit: int = 1000) -> IncidentStore:
         store = cls(counters, limit)
         store._incidents = [dict(i) for i in state.get("incidents", [])]
         store._seq = int(state.get("incident_seq", 0))
+        store._resolved_at = {k: int(v) for k, v in state.get("incident_resolved_at", {}).items()}
+        store._streak = {k: (int(a), int(b)) for k, (a, b) in state.get("incident_streaks", {}).items()}
         store._open = {k: inc for inc in store._incidents if inc.get("status") == "open"
                        for k in [inc.get("key", "")] if k}
+        for inc in store._incidents:  # alerts attached to an open rule incident keep pointing at it
+            if inc.get("status") == "open":
+                for a in inc.get("alerts", []):
+                    if a.get("fingerprint"):
+                        store._open[a["fingerprint"]] = inc
         return store
 
     # -- the Alertmanager webhook --------------------------------------------------------
@@ -53,13 +68,22 @@ class IncidentStore:
                 current = self._open.get(key)
                 if a["status"] == "resolved":
                     if current is not None:
-                        current["status"] = "resolved"
                         del self._open[key]
+                        if current.get("source") != "rule":  # a rule's incident resolves by its own rule
+                            current["status"] = "resolved"
                     continue
                 if current is not None:
                     existing.append(current["id"])
                     continue
                 model = a["labels"].get("model", "unknown")
+                # an alert about a model and kind the agent already has open joins that incident
+                rule = self._open.get(f"rule|{model}|{ALERT_KINDS.get(a['labels'].get('alertname', ''), '')}")
+                if rule is not None:
+                    rule["alerts"].append({"alertname": a["labels"].get("alertname", ""), "fingerprint": a["fingerprint"],
+                                           "startsAt": a["startsAt"]})
+                    self._open[key] = rule
+                    existing.append(rule["id"])
+                    continue
                 self._seq += 1
                 inc = {"id": f"inc-{self._seq}", "model": model, "kind": "alertmanager", "status": "open",
                        "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"],
@@ -68,11 +92,74 @@ class IncidentStore:
                 self._open[key] = inc
                 self.counters.incidents[(model, "alertmanager")] += 1
                 opened.append(inc["id"])
-            if len(self._incidents) > self.limit:  # bounded: forget the oldest
-                gone = {id(old) for old in self._incidents[:-self.limit]}
-                self._open = {k: v for k, v in self._open.items() if id(v) not in gone}
-                del self._incidents[:-self.limit]
+            self._bound()
         return {"accepted": len(alerts), "incidents": opened, "already_open": existing}
+
+    # -- the agent's own rules -------------------------------------------------------------
+    def apply(self, model: str, window_id: int, findings: list[Any], judged: tuple[str, ...],
+              resolve_after: int = 3, cooldown_windows: int = 5, confirm_windows: int = 1) -> list[tuple[str, str]]:
+        """Turn one window's findings into incidents: a finding seen in ``confirm_windows``
+        consecutive judged windows opens its model's incident of that kind (unless one is open,
+        which it updates, or the kind is cooling down after a resolution), and a judged kind
+        without a finding counts towards resolving the open one. Returns ``(id, kind)`` of the
+        incidents opened."""
+        opened: list[tuple[str, str]] = []
+        with self._lock:
+            found = {f.kind: f for f in findings}
+            for kind in dict.fromkeys([*judged, *found]):
+                key = f"rule|{model}|{kind}"
+                inc = self._open.get(key)
+                f = found.get(kind)
+                if f is None:
+                    self._streak.pop(key, None)
+                if f is not None:
+                    if inc is None:
+                        last = self._resolved_at.get(key)
+                        if last is not None and window_id < last + cooldown_windows:
+                            continue
+                        first, seen = self._streak.get(key, (window_id, 0))
+                        self._streak[key] = (first, seen + 1)
+                        if seen + 1 < confirm_windows:
+                            continue
+                        del self._streak[key]
+                        self._seq += 1
+                        inc = {"id": f"inc-{self._seq}", "model": model, "kind": kind, "severity": f.severity,
+                               "status": "open", "source": "rule", "key": key, "first_window": first,
+                               "last_window": window_id, "summary": f.summary, "evidence": f.evidence,
+                               "clear_windows": 0, "alerts": []}
+                        self._incidents.append(inc)
+                        self._open[key] = inc
+                        self.counters.incidents[(model, kind)] += 1
+                        opened.append((inc["id"], kind))
+                    else:
+                        inc["last_window"] = max(int(inc["last_window"]), window_id)
+                        if f.severity == "critical":
+                            inc["severity"] = "critical"
+                        inc["summary"], inc["evidence"], inc["clear_windows"] = f.summary, f.evidence, 0
+                elif inc is not None:
+                    inc["clear_windows"] = int(inc["clear_windows"]) + 1
+                    if inc["clear_windows"] >= resolve_after:
+                        inc["status"] = "resolved"
+                        inc["resolved_window"] = window_id
+                        del self._open[key]
+                        self._resolved_at[key] = window_id
+            self._bound()
+        return opened
+
+    def open_by_kind(self) -> dict[tuple[str, str, str], int]:
+        """Open incidents counted by (model, kind, severity)."""
+        out: dict[tuple[str, str, str], int] = {}
+        with self._lock:
+            for inc in {id(i): i for i in self._open.values()}.values():  # alerts share their rule's
+                k = (inc["model"], inc["kind"], inc.get("severity", "warning"))
+                out[k] = out.get(k, 0) + 1
+        return out
+
+    def _bound(self) -> None:
+        if len(self._incidents) > self.limit:  # bounded: forget the oldest
+            gone = {id(old) for old in self._incidents[:-self.limit]}
+            self._open = {k: v for k, v in self._open.items() if id(v) not in gone}
+            del self._incidents[:-self.limit]
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, rest: str) -> tuple[int, Any]:

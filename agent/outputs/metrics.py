@@ -35,6 +35,8 @@ class Snapshot:
     conditional: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> last settled window's verdicts
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     retrain_jobs: dict[tuple[str, str], int] = field(default_factory=dict)
+    incidents_open: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (model, kind, severity)
+    incident_kinds: tuple[str, ...] = ()  # exported at 0 for every model until one opens
 
 
 def _finite(x: float | None) -> bool:
@@ -96,6 +98,14 @@ class AgentCollector:
         for key, n in sorted(c.incidents.items()):
             incidents.add_metric(list(key), n)
         yield incidents
+        open_ = GaugeMetricFamily("driftwarden_incidents_open", "Incidents open now.",
+                                  labels=["model", "kind", "severity"])
+        counts = dict.fromkeys(((m, k, s) for m in sorted({m for m, _, _ in c.events}) if m != "unknown"
+                                for k in snap.incident_kinds for s in ("warning", "critical")), 0)
+        counts.update(snap.incidents_open)
+        for key, n in sorted(counts.items()):
+            open_.add_metric(list(key), n)
+        yield open_
 
         jobs = CounterMetricFamily("driftwarden_retrain_jobs_total", "Retraining jobs by status.", labels=["model", "status"])
         for key, n in sorted(snap.retrain_jobs.items()):
