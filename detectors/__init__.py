@@ -6,6 +6,11 @@ Arrays or frames in, frozen results out; no I/O, no globals. Usable on its own f
     dd = DatasetDrift().fit(reference_df)
     report = dd.compare(dd.summarise(current_df))
 
+Two shapes (:mod:`detectors.protocols`): a :class:`WindowTest` (``fit`` returning self,
+``summarise``, ``compare`` on a mergeable summary) and a :class:`StreamDetector` (``update`` ->
+:class:`StreamVerdict`, ``state()`` / ``from_state()``). Every result has one ``to_dict()``
+(see :mod:`detectors.result`).
+
 Names are imported on first use (PEP 562 ``__getattr__``): ``from detectors import DatasetDrift``
 or ``import detectors.drift`` loads that module and its own imports only, not every detector's
 (scipy.stats, scikit-learn and torch stay unloaded until a detector that needs them is used).
@@ -23,8 +28,10 @@ _LAZY = {
     **dict.fromkeys(('ADWIN', 'DDM', 'EDDM', 'KSWIN', 'PageHinkley'), 'detectors.concept'),
     **dict.fromkeys(('ConditionalVerdict', 'concept_vs_covariate', 'label_shift_from_counts', 'label_shift_test'), 'detectors.conditional'),
     **dict.fromkeys(('DomainClassifierDrift',), 'detectors.domain_classifier'),
-    **dict.fromkeys(('DatasetDrift', 'DatasetDriftReport', 'FeatureDrift', 'FeatureSummary'), 'detectors.drift'),
+    **dict.fromkeys(('DatasetDrift', 'DatasetDriftReport', 'DatasetSummary', 'FeatureDrift', 'FeatureSummary'), 'detectors.drift'),
     **dict.fromkeys(('MMDDrift',), 'detectors.mmd'),
+    **dict.fromkeys(('StreamDetector', 'WindowTest'), 'detectors.protocols'),
+    **dict.fromkeys(('RowSample',), 'detectors.rows'),
     **dict.fromkeys(('ConfusionSummary', 'PerformanceResult', 'classification_metrics', 'classification_performance', 'delong_interval', 'hanley_mcneil_interval', 'regression_metrics', 'regression_performance', 'wilson_interval'), 'detectors.performance'),
     **dict.fromkeys(('SegmentPerformance', 'SegmentSpec', 'segment_performance'), 'detectors.segments'),
     **dict.fromkeys(('DriftResult', 'StreamVerdict'), 'detectors.result'),
@@ -40,8 +47,10 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from detectors.concept import ADWIN, DDM, EDDM, KSWIN, PageHinkley
     from detectors.conditional import ConditionalVerdict, concept_vs_covariate, label_shift_from_counts, label_shift_test
     from detectors.domain_classifier import DomainClassifierDrift
-    from detectors.drift import DatasetDrift, DatasetDriftReport, FeatureDrift, FeatureSummary
+    from detectors.drift import DatasetDrift, DatasetDriftReport, DatasetSummary, FeatureDrift, FeatureSummary
     from detectors.mmd import MMDDrift
+    from detectors.protocols import StreamDetector, WindowTest
+    from detectors.rows import RowSample
     from detectors.performance import (
         ConfusionSummary,
         PerformanceResult,
@@ -73,12 +82,13 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from detectors.verdict import VerdictPolicy, adjust_pvalues, decide
 
 __all__ = [
+    "WindowTest", "StreamDetector",
     "ADWIN", "DDM", "EDDM", "KSWIN", "PageHinkley",
     "BinCounts", "CategoricalBins", "NumericBins",
     "CBPE", "CBPESummary", "IsotonicCalibrator",
     "ConditionalVerdict", "concept_vs_covariate", "label_shift_from_counts", "label_shift_test",
-    "DomainClassifierDrift", "MMDDrift",
-    "DatasetDrift", "DatasetDriftReport", "FeatureDrift", "FeatureSummary",
+    "DomainClassifierDrift", "MMDDrift", "RowSample",
+    "DatasetDrift", "DatasetDriftReport", "DatasetSummary", "FeatureDrift", "FeatureSummary",
     "ConfusionSummary", "PerformanceResult", "SegmentPerformance", "SegmentSpec", "classification_metrics",
     "classification_performance", "delong_interval", "hanley_mcneil_interval", "regression_metrics",
     "regression_performance", "segment_performance", "wilson_interval",

@@ -9,11 +9,14 @@ Hellinger) are computed exactly from these counts; KS and Wasserstein within a s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+
+from detectors._checks import check_int
 
 __all__ = ["BinCounts", "NumericBins", "CategoricalBins", "OTHER"]
 
@@ -65,6 +68,21 @@ class BinCounts:
         """Plain JSON-able state (counts only; edges belong to the fitted binner)."""
         return {"counts": self.counts.tolist(), "nulls": self.nulls}
 
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], edges: np.ndarray) -> BinCounts:
+        """Inverse of :meth:`state`, given the edges of the binner it was counted on
+        (``binner.edges``: the state does not repeat them).
+
+        >>> b = NumericBins(n_bins=4).fit(np.arange(100.0))
+        >>> s = b.summarise(np.array([1.0, np.nan]))
+        >>> BinCounts.from_state(s.state(), b.edges).counts.tolist() == s.counts.tolist()
+        True
+        """
+        counts = np.asarray(state["counts"], dtype=np.int64)
+        if counts.shape != (len(edges) + 1,):
+            raise ValueError(f"state has {counts.size} counts, edges give {len(edges) + 1} bins")
+        return cls(edges, counts, int(state["nulls"]))
+
 
 def _is_null(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
@@ -80,14 +98,17 @@ class NumericBins:
 
     ``n_bins`` quantile bins give about equal reference mass per bin (ties merge bins, so a
     discrete column gets fewer); values outside the reference range land in the outer bins.
+
+    >>> b = NumericBins(n_bins=4).fit(np.arange(100.0))
+    >>> b.edges.tolist(), b.summarise(np.array([-5.0, 30.0, 500.0, np.nan])).counts.tolist()
+    ([24.75, 49.5, 74.25], [1, 1, 0, 1])
     """
 
     n_bins: int = 20
     edges: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_bins, (int, np.integer)) or self.n_bins < 2:
-            raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
+        check_int("n_bins", self.n_bins, 2)
 
     def fit(self, reference: np.ndarray) -> Self:
         ref = np.asarray(reference, dtype=float)
@@ -121,6 +142,10 @@ class CategoricalBins:
     """Known categories of a reference column (the ``max_categories`` most frequent) + "other".
 
     High-cardinality columns are capped so memory stays bounded; the rest fall in "other".
+
+    >>> b = CategoricalBins(max_categories=2).fit(np.array(list("aaabbc"), dtype=object))
+    >>> b.categories.tolist(), b.summarise(np.array(["a", "c", "z", None], dtype=object)).counts.tolist()
+    (['a', 'b'], [1, 0, 2])
     """
 
     max_categories: int = 200
@@ -129,8 +154,7 @@ class CategoricalBins:
     _codes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
-            raise ValueError(f"max_categories must be an integer >= 1, got {self.max_categories!r}")
+        check_int("max_categories", self.max_categories, 1)
 
     def fit(self, reference: np.ndarray | pd.Series) -> Self:
         cats = self._categorical_fit(reference)

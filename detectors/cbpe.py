@@ -37,12 +37,14 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
 
+from detectors._checks import check_int, check_real
+from detectors._compat import fit_method
 from detectors.performance import _average_precision, _div, _nanmean_last, ece_bin, pair_auc
 
 CBPE_METRICS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1")
@@ -70,24 +72,48 @@ def _pava(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(vals), cnts)
 
 
-@dataclass(frozen=True, slots=True)
+def _empty() -> np.ndarray:
+    return np.empty(0)
+
+
+@dataclass(slots=True, eq=False)
 class IsotonicCalibrator:
-    """Monotone map from score to probability: knots ``x`` (increasing) and values ``y``."""
+    """Monotone map from score to probability: knots ``x`` (increasing) and values ``y``.
 
-    x: np.ndarray
-    y: np.ndarray
+    >>> cal = IsotonicCalibrator().fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 1, 0, 1]))
+    >>> cal.y.tolist(), cal(np.array([0.0, 0.25, 1.0])).tolist()
+    ([0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 1.0])
+    >>> IsotonicCalibrator.from_state(cal.state())(np.array([0.25])).tolist()
+    [0.5]
+    """
 
-    @classmethod
-    def fit(cls, scores: np.ndarray, outcome: np.ndarray) -> IsotonicCalibrator:
+    x: np.ndarray = field(default_factory=_empty)
+    y: np.ndarray = field(default_factory=_empty)
+
+    @fit_method(lambda cls, scores, outcome: cls().fit(scores, outcome))
+    def fit(self, scores: np.ndarray, outcome: np.ndarray) -> Self:
+        """Isotonic regression of ``outcome`` (0/1) on ``scores``; returns ``self``."""
         ux, inv = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
         w = np.bincount(inv).astype(np.float64)
         mean_y = np.bincount(inv, np.asarray(outcome, dtype=np.float64)) / w
-        return cls(ux, _pava(mean_y, w))
+        self.x, self.y = ux, _pava(mean_y, w)
+        return self
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
-        if len(self.x) == 1:
+        if len(self.x) <= 1:
+            if len(self.x) == 0:
+                raise RuntimeError("IsotonicCalibrator is not fitted")
             return np.full(np.shape(scores), float(self.y[0]))
         return np.interp(scores, self.x, self.y)
+
+    def state(self) -> dict[str, Any]:
+        """Knots and values as plain lists."""
+        return {"x": self.x.tolist(), "y": self.y.tolist()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> IsotonicCalibrator:
+        """Inverse of :meth:`state`."""
+        return cls(np.asarray(state["x"], dtype=np.float64), np.asarray(state["y"], dtype=np.float64))
 
 
 def _ece(p: np.ndarray, y: np.ndarray) -> float:
@@ -101,7 +127,7 @@ def _calibration_helps(score: np.ndarray, outcome: np.ndarray, seed: int, folds:
     raw, cal = 0.0, 0.0
     for part in np.array_split(idx, folds):
         train = np.setdiff1d(idx, part, assume_unique=True)
-        iso = IsotonicCalibrator.fit(score[train], outcome[train])
+        iso = IsotonicCalibrator().fit(score[train], outcome[train])
         raw += _ece(score[part], outcome[part])
         cal += _ece(iso(score[part]), outcome[part])
     return cal < raw
@@ -117,6 +143,14 @@ class CBPESummary:
     ``mass[c, 0, b]`` / ``mass[c, 1, b]``: expected positive / negative mass of class ``c``
     (binary: one row, the positive class) among rows whose score falls in bin ``b`` of
     ``n_bins`` equal-width bins on [0, 1]. ROC/PR AUC from it treat a bin as tied.
+
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(size=4000)
+    >>> est = CBPE(metrics=("accuracy",)).fit(p[:2000], (rng.uniform(size=2000) < p[:2000]).astype(int))
+    >>> s = est.summarise(p[2000:3000])
+    >>> s += est.summarise(p[3000:])
+    >>> bool(abs(s.estimate(["accuracy"])["accuracy"] - est.estimate(p[2000:])["accuracy"]) < 1e-9)
+    True
     """
 
     confusion: np.ndarray  # (k, k) expected counts [true, pred]
@@ -136,14 +170,19 @@ class CBPESummary:
                                                                             self.mass[c, 1][None])[0])
 
     def state(self) -> dict[str, Any]:
+        """Plain JSON-able state."""
         return {"confusion": self.confusion.tolist(), "mass": self.mass.tolist()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> CBPESummary:
+        """Inverse of :meth:`state`."""
         return cls(np.asarray(state["confusion"], dtype=np.float64), np.asarray(state["mass"], dtype=np.float64))
 
 
-def _from_expectations(conf: np.ndarray, metrics: Sequence[str], curve) -> dict[str, float]:
+_Curve = Callable[[int, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]], float]
+
+
+def _from_expectations(conf: np.ndarray, metrics: Sequence[str], curve: _Curve) -> dict[str, float]:
     """Metrics from an expected confusion matrix and a per-class curve function."""
     k = conf.shape[0]
     tp, pred_tot, true_tot = np.diag(conf), conf.sum(axis=0), conf.sum(axis=1)
@@ -186,10 +225,9 @@ class CBPE:
             raise ValueError(f"metrics must be a non-empty subset of {CBPE_METRICS}, got {metrics!r}")
         if calibration not in ("auto", "isotonic", "none"):
             raise ValueError(f"calibration must be 'auto', 'isotonic' or 'none', got {calibration!r}")
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-        if n_bins < 2:
-            raise ValueError(f"n_bins must be >= 2, got {n_bins!r}")
+        check_real("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
+        check_int("n_bins", n_bins, 2)
+        check_int("seed", seed, 0)
         self.task = task
         self.metrics = tuple(metrics)
         self.calibration = calibration
@@ -231,7 +269,7 @@ class CBPE:
             outcome = (y == c).astype(np.float64)
             use = self.calibration == "isotonic" or (
                 self.calibration == "auto" and len(y) >= 50 and _calibration_helps(s[:, c], outcome, self.seed))
-            cals.append(IsotonicCalibrator.fit(s[:, c], outcome) if use else None)
+            cals.append(IsotonicCalibrator().fit(s[:, c], outcome) if use else None)
         self._calibrators = cals
         return self
 
@@ -278,7 +316,7 @@ class CBPE:
         pred = self._predictions(s, y_pred)
         conf = p.T @ np.eye(self._k)[pred]  # [true, pred] expected counts
 
-        def curve(c: int, f) -> float:
+        def curve(c: int, f: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> float:
             col = 1 if self._k == 2 else c
             return f(s[:, col], p[None, :, col], 1.0 - p[None, :, col])[0]
 
@@ -304,14 +342,13 @@ class CBPE:
         cals = self._fitted()
         return {"task": self.task, "metrics": list(self.metrics), "calibration": self.calibration,
                 "threshold": self.threshold, "n_bins": self.n_bins, "seed": self.seed, "k": self._k,
-                "calibrators": [None if c is None else {"x": c.x.tolist(), "y": c.y.tolist()} for c in cals]}
+                "calibrators": [None if c is None else c.state() for c in cals]}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> CBPE:
+        """Inverse of :meth:`state`."""
         est = cls(state["task"], tuple(state["metrics"]), calibration=state["calibration"],
                   threshold=state["threshold"], n_bins=state["n_bins"], seed=state["seed"])
         est._k = int(state["k"])
-        est._calibrators = [None if c is None else IsotonicCalibrator(np.asarray(c["x"], dtype=np.float64),
-                                                                      np.asarray(c["y"], dtype=np.float64))
-                            for c in state["calibrators"]]
+        est._calibrators = [None if c is None else IsotonicCalibrator.from_state(c) for c in state["calibrators"]]
         return est

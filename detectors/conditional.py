@@ -29,22 +29,23 @@ which ``min_effect`` absorbs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from detectors.result import DriftResult
+from detectors._checks import check_real
+from detectors.result import DriftResult, as_float
 
 LABEL_FEATURE = "__label__"
-KINDS = ("stable", "covariate_shift", "concept_drift", "both")
+Kind = Literal["stable", "covariate_shift", "concept_drift", "both"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 def _check_alpha_effect(alpha: float, min_effect: float) -> None:
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if min_effect < 0:
-        raise ValueError(f"min_effect must be >= 0, got {min_effect!r}")
+    check_real("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
+    check_real("min_effect", min_effect, 0.0)
 
 
 def label_shift_from_counts(reference_counts: Any, window_counts: Any, *, alpha: float = 0.05,
@@ -94,9 +95,16 @@ def label_shift_test(reference_labels: Any, window_labels: Any, *, alpha: float 
 
 @dataclass(frozen=True, slots=True)
 class ConditionalVerdict:
-    """Concept drift versus covariate shift on one window (error rates are fractions)."""
+    """Concept drift versus covariate shift on one window (error rates are fractions).
 
-    kind: str                        # "stable", "covariate_shift", "concept_drift", "both"
+    Statistics are infinite (and p-values 0 or 1) when a variance is zero.
+
+    >>> v = ConditionalVerdict("concept_drift", 0.1, 0.1, 0.2, 0.0, 0.5, 4.1, 2e-5, 4000, 1000)
+    >>> v.to_dict()["kind"], ConditionalVerdict.from_dict(v.to_dict()) == v
+    ('concept_drift', True)
+    """
+
+    kind: Kind
     expected_error_reference: float  # mean q over the reference
     expected_error_window: float     # mean q over the window (label-free estimate)
     realized_error_window: float     # mean observed error on the window
@@ -106,6 +114,27 @@ class ConditionalVerdict:
     concept_p_value: float
     n_reference: int
     n_window: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as plain JSON-ready values (statistics may be +-inf, see the module doc
+        of :mod:`detectors.result`)."""
+        return {"kind": self.kind, "expected_error_reference": float(self.expected_error_reference),
+                "expected_error_window": float(self.expected_error_window),
+                "realized_error_window": float(self.realized_error_window),
+                "covariate_statistic": float(self.covariate_statistic), "covariate_p_value": float(self.covariate_p_value),
+                "concept_statistic": float(self.concept_statistic), "concept_p_value": float(self.concept_p_value),
+                "n_reference": int(self.n_reference), "n_window": int(self.n_window)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ConditionalVerdict:
+        """Inverse of :meth:`to_dict` (the same keys as ``dataclasses.asdict``, which older agent
+        checkpoints hold); ``null`` statistics (orjson's infinity) come back as NaN."""
+        if d["kind"] not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {d['kind']!r}")
+        return cls(d["kind"], as_float(d["expected_error_reference"]), as_float(d["expected_error_window"]),
+                   as_float(d["realized_error_window"]), as_float(d["covariate_statistic"]),
+                   as_float(d["covariate_p_value"]), as_float(d["concept_statistic"]), as_float(d["concept_p_value"]),
+                   int(d["n_reference"]), int(d["n_window"]))
 
 
 def concept_vs_covariate(reference_expected_errors: Any, window_expected_errors: Any, window_errors: Any, *,

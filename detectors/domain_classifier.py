@@ -11,6 +11,7 @@ import pandas as pd
 from detectors._checks import check_int as _check_int
 from detectors._checks import is_real as _is_real
 from detectors.result import DriftResult
+from detectors.rows import RowSample
 
 __all__ = ["DomainClassifierDrift"]
 
@@ -55,6 +56,9 @@ class DomainClassifierDrift:
     True
     >>> next(iter(det.explain()))  # features ranked by importance
     'x0'
+
+    Windows can be summarised batch by batch (:class:`~detectors.rows.RowSample`, the encoded
+    rows) and compared once: ``s = det.summarise(b1); s += det.summarise(b2); det.compare(s)``.
     """
 
     method = "domain_classifier"
@@ -93,11 +97,22 @@ class DomainClassifierDrift:
         self._last = None
         return self
 
-    def compare(self, window: pd.DataFrame | np.ndarray) -> DriftResult:
-        """Train the domain classifier on reference vs ``window`` and test its OOF AUC."""
+    def summarise(self, values: pd.DataFrame | np.ndarray) -> RowSample:
+        """Rows of (part of) a window, encoded with the reference's column layout."""
+        if self._encoder is None:
+            raise RuntimeError("DomainClassifierDrift.summarise() called before fit()")
+        return RowSample(self._encoder.transform(values, "window", min_rows=0))
+
+    def compare(self, window: RowSample | pd.DataFrame | np.ndarray) -> DriftResult:
+        """Train the domain classifier on reference vs the window (its :meth:`summarise`
+        summary, or raw rows, summarised here) and test its OOF AUC."""
         if self._encoder is None or self._reference is None:
             raise RuntimeError("DomainClassifierDrift.compare() called before fit()")
-        win = self._encoder.transform(window, "window")
+        if not isinstance(window, RowSample):
+            window = RowSample(self._encoder.transform(window, "window"))
+        if window.width != self._encoder.width:
+            raise ValueError(f"window has {window.width} encoded columns, reference has {self._encoder.width}")
+        win = window.rows
         n_ref, n_win = len(self._reference), len(win)
         if min(n_ref, n_win) < self.n_folds:
             raise ValueError(
@@ -256,11 +271,11 @@ class _Encoder:
         arr = _numeric_matrix("reference", data)
         return cls([f"x{i}" for i in range(arr.shape[1])], {}, from_frame=False)
 
-    def transform(self, data: pd.DataFrame | np.ndarray, name: str) -> np.ndarray:
+    def transform(self, data: pd.DataFrame | np.ndarray, name: str, min_rows: int = 2) -> np.ndarray:
         if not self.from_frame:
             if isinstance(data, pd.DataFrame):
                 data = data.to_numpy()
-            arr = _numeric_matrix(name, data)
+            arr = _numeric_matrix(name, data, min_rows)
             if arr.shape[1] != self.width:
                 raise ValueError(f"{name} has {arr.shape[1]} features, reference has {self.width}")
             return arr
@@ -270,8 +285,8 @@ class _Encoder:
         missing = [c for c in self.columns if c not in by_name]
         if missing:
             raise ValueError(f"{name} lacks reference columns {missing}")
-        if len(data) < 2:
-            raise ValueError(f"{name} needs at least 2 rows, got {len(data)}")
+        if len(data) < min_rows:
+            raise ValueError(f"{name} needs at least {min_rows} rows, got {len(data)}")
         out = np.zeros((len(data), self.width))
         for col, cols in self.groups:
             series = data[by_name[col]]
@@ -299,15 +314,15 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
-def _numeric_matrix(name: str, data: Any) -> np.ndarray:
+def _numeric_matrix(name: str, data: Any, min_rows: int = 2) -> np.ndarray:
     try:
         arr = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric; pass a DataFrame for categorical data") from exc
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
-        raise ValueError(f"{name} must be 2-D with >= 2 rows and >= 1 feature, got {arr.shape}")
+    if arr.ndim != 2 or arr.shape[0] < min_rows or arr.shape[1] < 1:
+        raise ValueError(f"{name} must be 2-D with >= {min_rows} rows and >= 1 feature, got {arr.shape}")
     if np.isinf(arr).any():
         raise ValueError(f"{name} contains infinite values")
     return arr

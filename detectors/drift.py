@@ -9,12 +9,14 @@ chi-square (effect size: Jensen-Shannon distance) for categorical ones.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 
+from detectors._checks import check_int
 from detectors.binning import BinCounts, CategoricalBins, NumericBins
 from detectors.result import DriftResult
 from detectors.schema import ColumnSchema
@@ -28,7 +30,8 @@ from detectors.univariate import (
 )
 from detectors.verdict import VerdictPolicy, decide
 
-__all__ = ["FeatureSummary", "FeatureDrift", "DatasetDrift", "DatasetDriftReport", "NUMERIC_METHODS", "CATEGORICAL_METHODS"]
+__all__ = ["FeatureSummary", "FeatureDrift", "DatasetDrift", "DatasetDriftReport", "DatasetSummary",
+           "NUMERIC_METHODS", "CATEGORICAL_METHODS"]
 
 NUMERIC_METHODS = ("ks", "wasserstein", "psi", "js", "hellinger")
 CATEGORICAL_METHODS = ("chi2", "js", "psi", "hellinger")
@@ -38,7 +41,14 @@ CATEGORICAL_METHODS = ("chi2", "js", "psi", "hellinger")
 class FeatureSummary:
     """Window state of one feature: reference-binned counts plus, while the window is small
     enough (``<= sample_cap`` values), its raw non-null numeric values so KS and Wasserstein
-    are exact. Past the cap the sample is dropped and those tests fall back to the bins."""
+    are exact. Past the cap the sample is dropped and those tests fall back to the bins.
+
+    >>> fd = FeatureDrift("x", "numeric", n_bins=4).fit(np.arange(100.0))
+    >>> s = fd.summarise(np.array([1.0, 2.0]))
+    >>> s += fd.summarise(np.array([99.0, np.nan]))
+    >>> s.bins.counts.tolist(), s.bins.nulls, s.values().tolist()
+    ([2, 0, 0, 1], 1, [1.0, 2.0, 99.0])
+    """
 
     bins: BinCounts
     sample: list[np.ndarray] | None = None
@@ -71,6 +81,12 @@ class FeatureDrift:
     Windows of at most ``sample_cap`` values keep their raw values for exact KS/Wasserstein;
     ``sample_cap=0`` makes both binned (within the bound of :func:`ks_bins`) and keeps no
     reference column either, so state is O(bins) per feature.
+
+    >>> rng = np.random.default_rng(0)
+    >>> fd = FeatureDrift("x", "numeric").fit(rng.normal(size=2000))
+    >>> primary, every = fd.compare(fd.summarise(rng.normal(0.5, size=500)))
+    >>> primary.method, primary.p_value < 1e-6, sorted(r.method for r in every)
+    ('ks', True, ['hellinger', 'js', 'ks', 'psi', 'wasserstein'])
     """
 
     feature: str
@@ -79,12 +95,12 @@ class FeatureDrift:
     n_bins: int = 20
     max_categories: int = 200
     sample_cap: int = 100_000
-    _binner: NumericBins | CategoricalBins | None = field(default=None, repr=False)
-    _ref_sorted: SortedReference | None = field(default=None, repr=False)
-    _ref_bins: BinCounts | None = field(default=None, repr=False)
-    _scale: float = 1.0
-    _low: float = 0.0
-    _high: float = 0.0
+    _binner: NumericBins | CategoricalBins | None = field(default=None, init=False, repr=False)
+    _ref_sorted: SortedReference | None = field(default=None, init=False, repr=False)
+    _ref_bins: BinCounts | None = field(default=None, init=False, repr=False)
+    _scale: float = field(default=1.0, init=False, repr=False)
+    _low: float = field(default=0.0, init=False, repr=False)
+    _high: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("numeric", "categorical"):
@@ -94,8 +110,9 @@ class FeatureDrift:
             self.method = allowed[0]
         if self.method not in allowed:
             raise ValueError(f"method for {self.kind} feature {self.feature!r} must be one of {allowed}, got {self.method!r}")
-        if self.sample_cap < 0:
-            raise ValueError(f"sample_cap must be >= 0, got {self.sample_cap!r}")
+        check_int("n_bins", self.n_bins, 2)
+        check_int("max_categories", self.max_categories, 1)
+        check_int("sample_cap", self.sample_cap, 0)
 
     @property
     def binner(self) -> NumericBins | CategoricalBins:
@@ -110,7 +127,7 @@ class FeatureDrift:
             self._binner = NumericBins(self.n_bins).fit(ref)
             # Exact KS/Wasserstein need the sorted column; with sample_cap=0 no window keeps a
             # sample, so none is kept and memory stays O(bins) (wide data, many features).
-            self._ref_sorted = SortedReference.fit(ref) if self.sample_cap > 0 else None
+            self._ref_sorted = SortedReference().fit(ref) if self.sample_cap > 0 else None
             self._scale = float(ref.std())
             self._low, self._high = float(ref.min()), float(ref.max())
         else:
@@ -171,9 +188,43 @@ def _column(values: Any) -> np.ndarray | pd.Series:
     return np.asarray(values)
 
 
+class DatasetSummary(dict[str, FeatureSummary]):
+    """The summary of a frame: one :class:`FeatureSummary` per feature, merged per feature by ``+=``.
+
+    A plain ``dict`` otherwise (``DatasetDrift.compare`` takes any mapping of feature summaries).
+
+    >>> dd = DatasetDrift(n_bins=4).fit(pd.DataFrame({"x": np.arange(100.0)}))
+    >>> s = dd.summarise(pd.DataFrame({"x": [1.0]}))
+    >>> s += dd.summarise(pd.DataFrame({"x": [99.0]}))
+    >>> s["x"].bins.counts.tolist()
+    [1, 0, 0, 1]
+    """
+
+    __slots__ = ()
+
+    def __iadd__(self, other: Mapping[str, FeatureSummary]) -> DatasetSummary:
+        if self.keys() != other.keys():
+            raise ValueError(f"cannot merge summaries of different features: {sorted(self)} vs {sorted(other)}")
+        for name, s in other.items():
+            self[name] += s
+        return self
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetDriftReport:
-    """Verdicts for every feature of one window (shaped like ``driftwarden check --format json``)."""
+    """Verdicts for every feature of one window (shaped like ``driftwarden check --format json``).
+
+    ``features``: the decided verdict per feature (p-values adjusted across features);
+    ``scores``: every statistic computed per feature, undecided (``drifted`` False, raw p-values),
+    for dashboards. :meth:`to_dict` is the ``check --format json`` document (it leaves ``scores``
+    and the sizes out); :meth:`state` / :meth:`from_state` keep everything.
+
+    >>> r = DatasetDriftReport((DriftResult("x", "ks", 0.3, 0.001, 0.4, True),), (), 1000, 200)
+    >>> r.to_dict()
+    {'drifted': True, 'dataset_drift_share': 1.0, 'features': {'x': {'drifted': True, 'method': 'ks', 'statistic': 0.3, 'p_value': 0.001, 'effect_size': 0.4}}}
+    >>> DatasetDriftReport.from_state(r.state()) == r
+    True
+    """
 
     features: tuple[DriftResult, ...]
     scores: tuple[DriftResult, ...]
@@ -189,15 +240,28 @@ class DatasetDriftReport:
         return any(r.drifted for r in self.features)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "drifted": self.drifted,
-            "dataset_drift_share": self.drift_share,
-            "features": {
-                r.feature: {"drifted": r.drifted, "method": r.method, "statistic": r.statistic,
-                            "p_value": r.p_value, "effect_size": r.effect_size}
-                for r in self.features
-            },
-        }
+        """``{"drifted", "dataset_drift_share", "features": {name: {"drifted", "method",
+        "statistic", "p_value", "effect_size"}}}``: each entry is :meth:`DriftResult.to_dict`
+        less ``feature`` (its key), ``drifted`` first."""
+        features: dict[str, dict[str, Any]] = {}
+        for r in self.features:
+            entry = r.to_dict()
+            del entry["feature"]
+            features[r.feature] = {"drifted": entry.pop("drifted"), **entry}
+        return {"drifted": self.drifted, "dataset_drift_share": self.drift_share, "features": features}
+
+    def state(self) -> dict[str, Any]:
+        """Everything, as plain JSON-able data (results as :meth:`DriftResult.to_dict`)."""
+        return {"features": [r.to_dict() for r in self.features], "scores": [r.to_dict() for r in self.scores],
+                "n_reference": self.n_reference, "n_current": self.n_current}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> DatasetDriftReport:
+        """Inverse of :meth:`state`; results may also be the positional lists that
+        :meth:`DriftResult.from_dict` reads (older agent checkpoints)."""
+        return cls(tuple(DriftResult.from_dict(r) for r in state["features"]),
+                   tuple(DriftResult.from_dict(r) for r in state["scores"]),
+                   int(state["n_reference"]), int(state["n_current"]))
 
 
 @dataclass(slots=True)
@@ -212,13 +276,21 @@ class DatasetDrift:
     {'x': True, 'c': False}
     """
 
+    method: ClassVar[str] = "dataset"  # per-feature methods: ``methods`` and the results
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
     methods: Mapping[str, str] = field(default_factory=dict)
     n_bins: int = 20
     max_categories: int = 200
     sample_cap: int = 100_000
-    features: dict[str, FeatureDrift] = field(default_factory=dict)
-    n_reference: int = 0
+    features: dict[str, FeatureDrift] = field(default_factory=dict, init=False)  # fitted, per column
+    n_reference: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.policy, VerdictPolicy):
+            raise ValueError(f"policy must be a VerdictPolicy, got {self.policy!r}")
+        check_int("n_bins", self.n_bins, 2)
+        check_int("max_categories", self.max_categories, 1)
+        check_int("sample_cap", self.sample_cap, 0)
 
     def fit(self, reference: pd.DataFrame, schema: Mapping[str, ColumnSchema] | None = None) -> Self:
         self.features = {}
@@ -233,11 +305,15 @@ class DatasetDrift:
         self.n_reference = len(reference)
         return self
 
-    def summarise(self, current: pd.DataFrame | Mapping[str, np.ndarray]) -> dict[str, FeatureSummary]:
+    def summarise(self, current: pd.DataFrame | Mapping[str, np.ndarray]) -> DatasetSummary:
         missing = [n for n in self.features if n not in current]
         if missing:
             raise ValueError(f"current data lacks features {missing}")
-        return {n: fd.summarise(_column(current[n])) for n, fd in self.features.items()}
+        return DatasetSummary({n: fd.summarise(_column(current[n])) for n, fd in self.features.items()})
+
+    def empty(self) -> DatasetSummary:
+        """A summary of no rows, to merge batches into (``s = dd.empty(); s += dd.summarise(b)``)."""
+        return DatasetSummary({n: fd.empty() for n, fd in self.features.items()})
 
     def compare(self, summaries: Mapping[str, FeatureSummary]) -> DatasetDriftReport:
         primaries: list[DriftResult] = []

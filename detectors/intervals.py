@@ -13,7 +13,11 @@ __all__ = ["wilson_interval", "delong_interval", "hanley_mcneil_interval"]
 
 
 def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (NaN bounds when ``n == 0``)."""
+    """Wilson score interval for a binomial proportion (NaN bounds when ``n == 0``).
+
+    >>> [round(b, 3) for b in wilson_interval(8, 10)]
+    [0.49, 0.943]
+    """
     if n <= 0:
         return float("nan"), float("nan")
     z = float(ndtri(0.5 + confidence / 2))
@@ -39,6 +43,10 @@ def delong_interval(score: Any, positive: Any, confidence: float = 0.95) -> tupl
     """ROC AUC with DeLong's variance: ``(auc, lower, upper)``; NaN when one class is absent.
 
     Normal approximation, clipped to [0, 1]; it is too narrow for tiny classes (< ~20 rows).
+
+    >>> auc, lo, hi = delong_interval([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    >>> auc, round(lo, 3), hi
+    (0.75, 0.057, 1.0)
     """
     s = np.asarray(score, dtype=np.float64)
     pos = np.asarray(positive, dtype=bool)
@@ -57,7 +65,11 @@ def delong_interval(score: Any, positive: Any, confidence: float = 0.95) -> tupl
 
 
 def hanley_mcneil_interval(auc: float, n_pos: float, n_neg: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Hanley & McNeil (1982, Radiology 143) normal interval for an AUC from class counts only."""
+    """Hanley & McNeil (1982, Radiology 143) normal interval for an AUC from class counts only.
+
+    >>> [round(b, 3) for b in hanley_mcneil_interval(0.75, 2, 2)]
+    [0.208, 1.0]
+    """
     if not np.isfinite(auc) or n_pos <= 0 or n_neg <= 0:
         return float("nan"), float("nan")
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)

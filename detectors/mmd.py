@@ -15,6 +15,7 @@ import numpy as np
 from detectors._checks import check_int as _check_int
 from detectors._checks import is_real as _is_real
 from detectors.result import DriftResult
+from detectors.rows import RowSample
 
 __all__ = ["MMDDrift"]
 
@@ -70,6 +71,10 @@ class MMDDrift:
     False
     >>> det.compare(rng.normal(loc=1.0, size=(200, 3))).drifted
     True
+
+    Windows can be summarised batch by batch (:class:`~detectors.rows.RowSample`, the
+    standardised rows) and compared once: ``s = det.summarise(b1); s += det.summarise(b2);
+    det.compare(s)`` equals ``det.compare(concatenated)``.
     """
 
     method = "mmd"
@@ -149,16 +154,31 @@ class MMDDrift:
         """Bandwidth in use (standardised units); NaN before :meth:`fit`."""
         return self._sigma
 
-    def compare(self, window: np.ndarray) -> DriftResult:
-        """Test ``window`` [m, d] against the fitted reference."""
+    def summarise(self, values: np.ndarray) -> RowSample:
+        """Rows [m, d] of (part of) a window, checked and standardised by the reference."""
         if self._reference is None or self._mean is None or self._std is None:
-            raise RuntimeError("MMDDrift.compare() called before fit()")
-        win = _as_matrix("window", window)
+            raise RuntimeError("MMDDrift.summarise() called before fit()")
+        win = _as_matrix("window", values, min_rows=0)
         if win.shape[1] != self._reference.shape[1]:
             raise ValueError(
                 f"window has {win.shape[1]} features, reference has {self._reference.shape[1]}"
             )
-        win = (win - self._mean) / self._std
+        return RowSample((win - self._mean) / self._std)
+
+    def compare(self, window: RowSample | np.ndarray) -> DriftResult:
+        """Test a window against the fitted reference: its :meth:`summarise` summary, or the
+        raw rows [m, d] (summarised here)."""
+        if self._reference is None or self._mean is None or self._std is None:
+            raise RuntimeError("MMDDrift.compare() called before fit()")
+        if not isinstance(window, RowSample):
+            window = self.summarise(window)
+        win = window.rows
+        if win.shape[1] != self._reference.shape[1]:
+            raise ValueError(
+                f"window has {win.shape[1]} features, reference has {self._reference.shape[1]}"
+            )
+        if win.shape[0] < 2:
+            raise ValueError(f"window needs at least 2 rows and 1 feature, got shape {win.shape}")
         pooled = np.concatenate([self._reference, win])
         n = len(self._reference)
         masks = _permutation_masks(len(pooled), n, self.n_permutations, self.seed)
@@ -264,14 +284,14 @@ def _pairwise_sq(x: np.ndarray) -> np.ndarray:
     return np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
 
 
-def _as_matrix(name: str, values: np.ndarray) -> np.ndarray:
+def _as_matrix(name: str, values: np.ndarray, min_rows: int = 2) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array [rows, features], got shape {arr.shape}")
-    if arr.shape[0] < 2 or arr.shape[1] < 1:
-        raise ValueError(f"{name} needs at least 2 rows and 1 feature, got shape {arr.shape}")
+    if arr.shape[0] < min_rows or arr.shape[1] < 1:
+        raise ValueError(f"{name} needs at least {min_rows} rows and 1 feature, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values; impute or drop them first")
     return arr

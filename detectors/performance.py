@@ -27,13 +27,14 @@ E. R. DeLong et al. (1988), Biometrics 44; B. Efron & R. Tibshirani (1993).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from detectors.intervals import delong_interval, hanley_mcneil_interval, wilson_interval
+from detectors.result import as_float
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "ece")
 SCORE_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "ece"})
@@ -48,7 +49,14 @@ class PerformanceResult:
     """One metric with its confidence interval.
 
     ``support_ok`` is False when ``n < min_support`` or the metric is undefined on these rows
-    (e.g. ROC AUC with one class): such a value must not be read as a drop.
+    (e.g. ROC AUC with one class): such a value must not be read as a drop. An undefined value
+    or bound is NaN (``null`` once orjson wrote it; :meth:`from_dict` reads it back as NaN).
+
+    >>> r = PerformanceResult("accuracy", 0.9, 0.85, 0.94, 200, True)
+    >>> r.to_dict()
+    {'metric': 'accuracy', 'value': 0.9, 'lower': 0.85, 'upper': 0.94, 'n': 200, 'support_ok': True}
+    >>> PerformanceResult.from_dict(r.to_dict()) == r
+    True
     """
 
     metric: str
@@ -57,6 +65,17 @@ class PerformanceResult:
     upper: float
     n: int
     support_ok: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of every field."""
+        return {"metric": self.metric, "value": float(self.value), "lower": float(self.lower),
+                "upper": float(self.upper), "n": int(self.n), "support_ok": bool(self.support_ok)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PerformanceResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(str(d["metric"]), as_float(d["value"]), as_float(d["lower"]), as_float(d["upper"]),
+                   int(d["n"]), bool(d["support_ok"]))
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -286,7 +305,8 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     return {m: float(v[0]) for m, v in _regression_core(y, yhat, np.ones((1, len(y)))).items()}
 
 
-def _bootstrap(core, n: int, n_boot: int, seed: int, confidence: float) -> dict[str, tuple[float, float]]:
+def _bootstrap(core: Callable[[np.ndarray], dict[str, np.ndarray]], n: int, n_boot: int, seed: int,
+               confidence: float) -> dict[str, tuple[float, float]]:
     rng = np.random.default_rng(seed)
     reps: list[dict[str, np.ndarray]] = []
     done = 0
@@ -358,7 +378,12 @@ def classification_performance(y_true: Any, y_pred: Any, score: Any = None, scor
 
 def regression_performance(y_true: Any, y_pred: Any, *, confidence: float = 0.95, n_boot: int = 200,
                            seed: int = 0, min_support: int = 30) -> dict[str, PerformanceResult]:
-    """MAE, RMSE, MAPE with seeded percentile-bootstrap intervals."""
+    """MAE, RMSE, MAPE with seeded percentile-bootstrap intervals (``n_boot=0``: NaN bounds).
+
+    >>> r = regression_performance([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 4.0], n_boot=0, min_support=4)
+    >>> r["mae"].value, r["mae"].support_ok
+    (0.25, True)
+    """
     _check_ci_params(confidence, n_boot, min_support)
     y, yhat = _regression_arrays(y_true, y_pred)
     n = len(y)
@@ -498,13 +523,14 @@ class ConfusionSummary:
                 for m, (v, (lo, hi)) in vals.items()}
 
     def state(self) -> dict[str, Any]:
-        """Plain JSON-ready numbers (labels must be JSON scalars)."""
+        """Plain JSON-ready numbers (labels must be JSON scalars); :meth:`from_state` inverts it."""
         return {"labels": list(self.labels), "confusion": self.confusion.tolist(),
                 "score_hist": None if self.score_hist is None else self.score_hist.tolist(),
                 "loss_sum": self.loss_sum, "calib": self.calib.tolist()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ConfusionSummary:
+        """Inverse of :meth:`state`."""
         hist = state["score_hist"]
         return cls(tuple(state["labels"]), np.asarray(state["confusion"], dtype=np.int64),
                    None if hist is None else np.asarray(hist, dtype=np.int64),

@@ -21,7 +21,14 @@ _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 @dataclass(frozen=True, slots=True)
 class ColumnSchema:
-    """What the reference says about one column."""
+    """What the reference says about one column.
+
+    >>> c = ColumnSchema.infer("x", pd.Series([1.0, 3.0, None]))
+    >>> c.kind, c.null_rate, c.min, c.max
+    ('numeric', 0.3333333333333333, 1.0, 3.0)
+    >>> ColumnSchema.from_dict(c.to_dict()) == c
+    True
+    """
 
     name: str
     kind: Kind
@@ -80,10 +87,36 @@ class ColumnSchema:
 class BatchViolations:
     """Counts per feature for one batch: ``schema[(feature, kind)]`` with kind in
     missing/type/unexpected, ``skew[(feature, kind)]`` with kind in
-    out_of_range/unseen_category/null. Only non-zero entries are kept."""
+    out_of_range/unseen_category/null. Only non-zero entries are kept.
+
+    JSON has no tuple keys, so :meth:`to_dict` nests them: ``{"schema": {feature: {kind: n}},
+    "skew": {feature: {kind: n}}}``.
+
+    >>> v = BatchViolations({("y", "unexpected"): 1}, {("x", "out_of_range"): 2, ("x", "null"): 1})
+    >>> v.to_dict()
+    {'schema': {'y': {'unexpected': 1}}, 'skew': {'x': {'out_of_range': 2, 'null': 1}}}
+    >>> BatchViolations.from_dict(v.to_dict()) == v
+    True
+    """
 
     schema: dict[tuple[str, str], int]
     skew: dict[tuple[str, str], int]
+
+    def to_dict(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{"schema": {feature: {kind: n}}, "skew": {feature: {kind: n}}}``."""
+        out: dict[str, dict[str, dict[str, int]]] = {"schema": {}, "skew": {}}
+        for part, counts in (("schema", self.schema), ("skew", self.skew)):
+            for (feature, kind), n in counts.items():
+                out[part].setdefault(feature, {})[kind] = int(n)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Mapping[str, Mapping[str, int]]]) -> BatchViolations:
+        """Inverse of :meth:`to_dict`."""
+        def flat(part: str) -> dict[tuple[str, str], int]:
+            return {(f, k): int(n) for f, kinds in d[part].items() for k, n in kinds.items()}
+
+        return cls(flat("schema"), flat("skew"))
 
 
 @dataclass(frozen=True, slots=True)

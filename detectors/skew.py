@@ -7,12 +7,15 @@ reference had few, and a feature that arrives rescaled (cents instead of euros: 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from detectors.binning import BinCounts
+from detectors.result import as_float, as_optional_float
 from detectors.schema import ColumnSchema
 from detectors.univariate import jensen_shannon_bins
 
@@ -56,7 +59,13 @@ def scale_factor(reference: ColumnSchema, values: np.ndarray, tolerance: float =
 
 def linf_distance(reference: BinCounts, window: BinCounts) -> float:
     """L-infinity distance between category frequencies: the largest change in any one
-    category's share (TFDV's skew comparator for categorical features)."""
+    category's share (TFDV's skew comparator for categorical features).
+
+    >>> from detectors.binning import CategoricalBins
+    >>> b = CategoricalBins().fit(np.array(list("aabb"), dtype=object))
+    >>> linf_distance(b.summarise(np.array(list("aabb"), dtype=object)), b.summarise(np.array(list("aaab"), dtype=object)))
+    0.25
+    """
     if reference.total == 0 or window.total == 0:
         raise ValueError("cannot compare an empty summary (no non-null values)")
     return float(np.max(np.abs(reference.counts / reference.total - window.counts / window.total)))
@@ -64,7 +73,15 @@ def linf_distance(reference: BinCounts, window: BinCounts) -> float:
 
 @dataclass(frozen=True, slots=True)
 class SkewReport:
-    """Skew of one feature over one window; shares are of the window's records."""
+    """Skew of one feature over one window; shares are of the window's records.
+
+    ``scale_factor``, ``linf`` and ``js`` are None where they do not apply (no rescaling seen;
+    numeric feature or no bins given).
+
+    >>> r = SkewReport("price", 4, 0.5, 0.0, 0.25, 0.25, 100.0, None, None)
+    >>> r.to_dict()["scale_factor"], SkewReport.from_dict(r.to_dict()) == r
+    (100.0, True)
+    """
 
     feature: str
     n: int
@@ -76,6 +93,21 @@ class SkewReport:
     linf: float | None
     js: float | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of every field."""
+        return {"feature": self.feature, "n": int(self.n), "out_of_range_share": float(self.out_of_range_share),
+                "unseen_category_share": float(self.unseen_category_share), "null_share": float(self.null_share),
+                "null_rate_change": float(self.null_rate_change),
+                "scale_factor": as_optional_float(self.scale_factor), "linf": as_optional_float(self.linf),
+                "js": as_optional_float(self.js)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SkewReport:
+        """Inverse of :meth:`to_dict`."""
+        return cls(str(d["feature"]), int(d["n"]), as_float(d["out_of_range_share"]),
+                   as_float(d["unseen_category_share"]), as_float(d["null_share"]), as_float(d["null_rate_change"]),
+                   as_optional_float(d["scale_factor"]), as_optional_float(d["linf"]), as_optional_float(d["js"]))
+
 
 def value_skew(
     reference: ColumnSchema,
@@ -86,6 +118,11 @@ def value_skew(
     """Skew of ``values`` against the reference column schema (vectorised over the window).
 
     Category frequency distances need the reference-binned counts of both sides.
+
+    >>> col = ColumnSchema("price", "numeric", "float64", 0.0, 100, 1.0, 100.0, 50.0, 20.0, {"p50": 50.0})
+    >>> r = value_skew(col, np.array([5000.0, 4900.0, np.nan, 50.0]))
+    >>> r.out_of_range_share, r.null_share, r.scale_factor
+    (0.5, 0.25, 100.0)
     """
     v = np.asarray(values)
     n = int(v.size)

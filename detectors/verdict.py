@@ -14,6 +14,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from detectors._checks import check_real
 from detectors.result import DriftResult
 
 __all__ = ["VerdictPolicy", "adjust_pvalues", "decide"]
@@ -58,6 +59,9 @@ class VerdictPolicy:
     ``alpha``: level of the corrected test. ``effect_floor``: minimum effect size for tests
     with a p-value (normalised Wasserstein for KS, Jensen-Shannon distance for chi-square).
     ``distance_threshold``: threshold for pure distances (PSI uses ``psi_threshold``).
+
+    >>> VerdictPolicy(alpha=0.01).threshold_for("psi"), VerdictPolicy().threshold_for("js")
+    (0.2, 0.1)
     """
 
     alpha: float = 0.05
@@ -67,13 +71,11 @@ class VerdictPolicy:
     psi_threshold: float = 0.2
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
+        check_real("alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
         if self.correction not in ("bh", "bonferroni", "none"):
             raise ValueError(f"correction must be 'bh', 'bonferroni' or 'none', got {self.correction!r}")
         for name in ("effect_floor", "distance_threshold", "psi_threshold"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            check_real(name, getattr(self, name), 0.0)
 
     def threshold_for(self, method: str) -> float:
         return self.psi_threshold if method == "psi" else self.distance_threshold
@@ -84,9 +86,14 @@ def decide(results: Sequence[DriftResult], policy: VerdictPolicy = VerdictPolicy
 
     p-values are corrected across the features that have one; the returned results carry the
     *adjusted* p-value, so what is exported is what was compared with alpha.
+
+    >>> raw = [DriftResult("a", "ks", 0.2, 0.01, 0.3, False), DriftResult("b", "ks", 0.1, 0.04, 0.05, False),
+    ...        DriftResult("c", "psi", 0.25, None, 0.25, False)]
+    >>> [(r.feature, round(r.p_value, 2) if r.p_value is not None else None, r.drifted) for r in decide(raw)]
+    [('a', 0.02, True), ('b', 0.04, False), ('c', None, True)]
     """
     with_p = [i for i, r in enumerate(results) if r.p_value is not None]
-    adjusted = adjust_pvalues([results[i].p_value for i in with_p], policy.correction)  # type: ignore[misc]
+    adjusted = adjust_pvalues([p for r in results if (p := r.p_value) is not None], policy.correction)
     out = list(results)
     for i, p in zip(with_p, adjusted):
         r = results[i]

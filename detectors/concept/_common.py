@@ -7,47 +7,17 @@ Private to :mod:`detectors.concept`; nothing here keeps state between calls.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Protocol
 
 import numpy as np
 
+from detectors._checks import check_int, check_real  # noqa: F401 - re-exported for the detectors
 from detectors.result import StreamVerdict
 
 # A scan covers at most this many outcomes at once; after a detection it restarts small so that
 # a stream with many drifts does not rescan long tails (work stays ~linear in the stream length).
 _FIRST_CHUNK = 512
 _MAX_CHUNK = 1 << 16
-
-
-def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise ValueError naming ``name`` and the value."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = "" if maximum is None else f" and <= {maximum}"
-        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value!r}")
-    return int(value)
-
-
-def check_real(
-    name: str,
-    value: object,
-    low: float = -math.inf,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` as a finite float inside the interval, or raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    v = float(value)
-    if v < low or v > high or (low_open and v == low) or (high_open and v == high):
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
-    return v
 
 
 def as_stream(values: object, *, binary: bool) -> np.ndarray:

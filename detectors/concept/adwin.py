@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -187,7 +188,7 @@ class ADWIN:
         }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> ADWIN:
+    def from_state(cls, d: Mapping[str, Any]) -> ADWIN:
         """Rebuild a detector from :meth:`state` output."""
         det = cls(d["delta"], d["clock"], d["max_buckets"], d["min_window_length"], d["grace_period"])
         det._width, det._total = int(d["width"]), float(d["total"])

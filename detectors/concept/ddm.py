@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,7 @@ class DDM:
         }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> DDM:
+    def from_state(cls, d: Mapping[str, Any]) -> DDM:
         """Rebuild a detector from :meth:`state` output."""
         det = cls(d["warm_start"], d["warning_threshold"], d["drift_threshold"])
         det._n, det._errors = int(d["n"]), int(d["errors"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -128,7 +129,7 @@ class EDDM:
         }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> EDDM:
+    def from_state(cls, d: Mapping[str, Any]) -> EDDM:
         """Rebuild a detector from :meth:`state` output."""
         det = cls(d["warm_start"], d["alpha"], d["beta"])
         det._n, det._last_error = int(d["n"]), int(d["last_error"])

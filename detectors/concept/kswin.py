@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -135,7 +136,7 @@ class KSWIN:
         }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> KSWIN:
+    def from_state(cls, d: Mapping[str, Any]) -> KSWIN:
         """Rebuild a detector from :meth:`state` output."""
         det = cls(d["alpha"], d["window_size"], d["stat_size"], d["seed"])
         det._seed = int(d["drawn_seed"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ class PageHinkley:
         }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> PageHinkley:
+    def from_state(cls, d: Mapping[str, Any]) -> PageHinkley:
         """Rebuild a detector from :meth:`state` output."""
         det = cls(d["min_instances"], d["delta"], d["threshold"], d["alpha"], d["mode"])
         det._n, det._sum = int(d["n"]), float(d["sum"])

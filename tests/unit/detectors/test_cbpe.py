@@ -26,7 +26,7 @@ def test_isotonic_equals_sklearn(seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(size=2000).round(2 if seed else 6)
     y = (rng.uniform(size=2000) < x**2).astype(float)
-    ours = IsotonicCalibrator.fit(x, y)
+    ours = IsotonicCalibrator().fit(x, y)
     sk = IsotonicRegression(out_of_bounds="clip").fit(x, y)
     grid = np.r_[-0.5, np.linspace(0, 1, 1001), 1.5]
     np.testing.assert_allclose(ours(grid), sk.predict(grid), atol=1e-12)

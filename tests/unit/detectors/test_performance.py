@@ -226,20 +226,20 @@ def segment_frame(seed=0, n=3000):
 
 def test_segment_spec_labels():
     ref, win = segment_frame()
-    spec = SegmentSpec.fit(ref, ["age", "city"], n_bins=4)
+    spec = SegmentSpec(("age", "city"), n_bins=4).fit(ref)
     assert len(spec.edges["age"]) == 3 and spec.categories["city"] == ("a", "b", "c")
     lab = spec.assign(win)
     ages = set(lab["age"])
     assert len(ages) == 4 and any(x.startswith("age=[-inf, ") for x in ages) and any(x.endswith(", inf)") for x in ages)
     assert {"city=a", "city=b", "city=c", "city=__unseen__", "city=__null__"} == set(lab["city"])
     with pytest.raises(ValueError):
-        SegmentSpec.fit(ref, ["nope"])
+        SegmentSpec(("nope",)).fit(ref)
 
 
 def test_segment_metrics_equal_sklearn_per_segment():
     ref, win = segment_frame(1)
     y, yp, s = binary_data(8, n=len(win))
-    spec = SegmentSpec.fit(ref, ["age", "city"], n_bins=3)
+    spec = SegmentSpec(("age", "city"), n_bins=3).fit(ref)
     res = segment_performance(win, y, yp, s, spec=spec, min_support=100)
     lab = spec.assign(win)
     assert res[0].segment == "all" and res[0].n == len(win)
