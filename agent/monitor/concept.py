@@ -34,15 +34,9 @@ class WindowConditional:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.label_shift is not None:
-            ls = self.label_shift
-            out["label_shift"] = {"statistic": ls.statistic, "p_value": ls.p_value, "effect_size": ls.effect_size,
-                                  "drifted": ls.drifted}
+            out["label_shift"] = self.label_shift.to_dict()
         if self.conditional is not None:
-            c = self.conditional
-            out["conditional"] = {"kind": c.kind, "expected_error_reference": c.expected_error_reference,
-                                  "expected_error_window": c.expected_error_window,
-                                  "realized_error_window": c.realized_error_window,
-                                  "covariate_p_value": c.covariate_p_value, "concept_p_value": c.concept_p_value}
+            out["conditional"] = self.conditional.to_dict()
         return out
 
 

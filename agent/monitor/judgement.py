@@ -25,6 +25,13 @@ __all__ = ["WindowJudge", "WindowResult"]
 log = logging.getLogger(__name__)
 
 
+def _undecided(r: DriftResult) -> dict[str, Any]:
+    """A score no verdict policy judged (its ``drifted`` means nothing): DriftResult.to_dict less it."""
+    d = r.to_dict()
+    del d["drifted"]
+    return d
+
+
 @dataclass(frozen=True, slots=True)
 class WindowResult:
     """Verdicts of one closed window; ``final`` once it has left label retention."""
@@ -50,9 +57,8 @@ class WindowResult:
         return {
             "model": self.model, "window": self.window_id, "start": self.start_s, "end": self.end_s, "n": self.n,
             "final": self.final, "drift": self.drift.to_dict(),
-            "scores": [[r.feature, r.method, r.statistic, r.p_value] for r in self.drift.scores],
-            "prediction_drift": None if pd_ is None else {"method": pd_.method, "statistic": pd_.statistic,
-                                                          "p_value": pd_.p_value, "effect_size": pd_.effect_size},
+            "scores": [_undecided(r) for r in self.drift.scores],
+            "prediction_drift": None if pd_ is None else _undecided(pd_),
             "performance": self.performance, "ci": self.ci, "support": self.support,
             "label_coverage": self.label_coverage, "provisional": self.provisional, **self.conditional,
             **({"failed": self.failed} if self.failed is not None else {}),

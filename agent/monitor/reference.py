@@ -95,7 +95,7 @@ class ModelReference:
         classes = None
         if config.task != "regression":
             classes = np.sort(pd.unique(frame[config.target].dropna()))
-        segments = SegmentSpec.fit(frame, config.segments)
+        segments = SegmentSpec(tuple(config.segments)).fit(frame)
         cbpe = expected = None
         if config.task == "binary_classification" and config.score and classes is not None and len(classes) == 2:
             ok = frame[[config.score, config.target]].dropna()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,8 +35,10 @@ from detectors.result import DriftResult
 __all__ = ["CheckpointStore", "Checkpoint"]
 
 log = logging.getLogger(__name__)
-FORMAT = 3  # 2: strings as UTF-8 blobs; 3: small arrays packed per dtype. 1 and 2 are still read
-READABLE = (1, 2, 3)
+# 2: strings as UTF-8 blobs; 3: small arrays packed per dtype; 4: results as their to_dict() (an
+# older agent must refuse it, not read key names as values). 1 to 3 are still read.
+FORMAT = 4
+READABLE = (1, 2, 3, 4)
 Arrays = dict[str, np.ndarray]
 
 
@@ -99,12 +100,12 @@ def _unpack(arrays: Arrays, index: dict[str, list[Any]]) -> None:
             arrays[key] = packs[dtype][start:start + size]
 
 
-def _result(r: DriftResult | None) -> list[Any] | None:
-    return None if r is None else [r.feature, r.method, r.statistic, r.p_value, r.effect_size, r.drifted]
+def _result(r: DriftResult | None) -> dict[str, Any] | None:
+    return None if r is None else r.to_dict()
 
 
-def _unresult(x: list[Any] | None) -> DriftResult | None:
-    return None if x is None else DriftResult(*x)
+def _unresult(x: dict[str, Any] | list[Any] | None) -> DriftResult | None:
+    return None if x is None else DriftResult.from_dict(x)  # a list: written before format 4
 
 
 def _summary_state(arrays: Arrays, key: str, s: FeatureSummary) -> dict[str, Any]:
@@ -169,12 +170,11 @@ def _window_state(arrays: Arrays, prefix: str, w: Window, cache: _TextCache | No
     verdict = None
     if w.verdict is not None:
         report, pred = w.verdict
-        verdict = {"features": [_result(r) for r in report.features], "scores": [_result(r) for r in report.scores],
-                   "n_reference": report.n_reference, "n_current": report.n_current, "prediction": _result(pred)}
+        verdict = {**report.state(), "prediction": _result(pred)}
     cond = None
     if w.conditional is not None:
         c = w.conditional.conditional
-        cond = {"label_shift": _result(w.conditional.label_shift), "conditional": None if c is None else asdict(c)}
+        cond = {"label_shift": _result(w.conditional.label_shift), "conditional": None if c is None else c.to_dict()}
     return {"id": w.id, "start": w.start_s, "end": w.end_s, "n": w.n, "closed": w.closed, "perf_dirty": w.perf_dirty,
             "settled": w.settled, "conditional": cond, "failed": w.failed,
             "features": list(feats.items()), "prediction": _summary_state(arrays, f"{prefix}.pred", w.prediction),
@@ -198,12 +198,10 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
     if d["conditional"] is not None:
         c = d["conditional"]["conditional"]
         conditional = WindowConditional(_unresult(d["conditional"]["label_shift"]),
-                                        None if c is None else ConditionalVerdict(**c))
+                                        None if c is None else ConditionalVerdict.from_dict(c))
     verdict = None
     if (v := d["verdict"]) is not None:
-        report = DatasetDriftReport(tuple(_unresult(r) for r in v["features"]), tuple(_unresult(r) for r in v["scores"]),
-                                    v["n_reference"], v["n_current"])
-        verdict = (report, _unresult(v["prediction"]))
+        verdict = (DatasetDriftReport.from_state(v), _unresult(v["prediction"]))
     return Window(d["id"], d["start"], d["end"], feats, pred, rows, n=d["n"], closed=d["closed"],
                   perf_dirty=d["perf_dirty"], verdict=verdict, settled=d["settled"], conditional=conditional,
                   failed=d.get("failed"))  # "failed": absent in checkpoints written before windows could fail

@@ -1,6 +1,6 @@
-"""Equality of decoded batches as tests/unit/agent/test_scan.py compares the two routes
-(``_same``/``_equal`` are copied from there: dtypes and values, floats bit for bit), and the
-invariants every decode must keep whatever its input."""
+"""Equality of decoded batches (dtypes and values, floats bit for bit), shared by the fuzz drivers
+and tests/unit/agent/decode/test_scan.py, and the invariants every decode must keep whatever its
+input."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from agent.decode import _scan  # a missing build fails here: the scanner is part of the product
+from tests.fuzz._compare import _equal  # one comparison for these tests and the fuzz drivers
 from tests.support.decode import decode_labels, decode_predictions
 from agent.decode.features import FeatureSpec, TypedFeatures
 from agent.decode.scanner import NATIVE, RecordScanner
@@ -284,27 +285,6 @@ def label_text(draw: st.DrawFn) -> bytes | None:
     if draw(st.integers(0, 15)) == 0:
         pairs.append(("prediction_id", '"dup"'))
     return (draw(WS) + obj(draw, maybe_shuffle(draw, pairs, 2)) + draw(WS)).encode()
-
-
-def _same(x: Any, y: Any) -> bool:
-    """The same type and value: floats bit for bit (NaN equals NaN, -0.0 is not 0.0)."""
-    if type(x) is not type(y):
-        return False
-    if type(x) is float:
-        return struct.pack("d", x) == struct.pack("d", y) or (x != x and y != y)
-    return bool(x == y)
-
-
-def _equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """Dtypes and values equal, not merely ``==``: a column the two routes write as float64 and
-    as objects, or as 1.0 and True, differs."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.dtype.kind == "f":
-        return bool(np.array_equal(a.view(np.int64), b.view(np.int64)) or
-                    np.array_equal(np.where(np.isnan(a), 0, a).view(np.int64), np.where(np.isnan(b), 0, b).view(np.int64))
-                    and np.array_equal(np.isnan(a), np.isnan(b)))
-    return all(map(_same, a.tolist(), b.tolist()))
 
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
