@@ -46,7 +46,8 @@ import pandas as pd
 import pytest
 
 import detectors
-from detectors import (
+from detectors import (  # noqa: I001
+    find_slices,
     ADWIN,
     CBPE,
     DDM,
@@ -94,7 +95,7 @@ WINDOW_TESTS = {"FeatureDrift", "DatasetDrift", "MMDDrift", "DomainClassifierDri
 ESTIMATORS = {"CBPE", "NumericBins", "CategoricalBins", "IsotonicCalibrator", "SegmentSpec", "SortedReference"}
 POLICIES = {"VerdictPolicy"}
 RESULTS = {"DriftResult", "StreamVerdict", "DatasetDriftReport", "PerformanceResult", "SkewReport",
-           "ConditionalVerdict", "SegmentPerformance", "BatchViolations"}
+           "ConditionalVerdict", "SegmentPerformance", "BatchViolations", "Slice", "SliceReport"}
 SUMMARIES = {"BinCounts", "FeatureSummary", "DatasetSummary", "CBPESummary", "ConfusionSummary", "RowSample"}
 VALUES = {"ColumnSchema", "Schema"}  # inferred, pinned as YAML/JSON: to_dict / from_dict
 GROUPS = (PROTOCOLS, STREAM_DETECTORS, WINDOW_TESTS, ESTIMATORS, POLICIES, RESULTS, SUMMARIES, VALUES)
@@ -377,6 +378,9 @@ def _results() -> list[Any]:
         concept_vs_covariate(q, q, (RNG.uniform(size=q.size) < q + 0.1).astype(int)),
         concept_vs_covariate(np.full(50, 0.2), np.full(50, 0.3), np.ones(50)),  # zero variance: infinite statistic
         violations,
+        slices := find_slices(REF_FRAME, (RNG.random(len(REF_FRAME)) < np.where(REF_FRAME.c == "a", 0.5, 0.1)).astype(float),
+                              REF_FRAME, ["c", "x"], min_support=10),
+        *slices.slices,
     ]
 
 
