@@ -126,6 +126,7 @@ def test_rebalance_calls_on_revoke_and_its_error_surfaces_from_poll(client: Brok
                     first.poll(max_records=100, timeout_s=0.2)
                     second.poll(max_records=100, timeout_s=0.2)
             assert revoked == [{(topic, 0), (topic, 1)}]   # eager: the whole assignment
+            deadline = time.monotonic() + 30  # a rejoin of its own after the failed one (one more round)
             while not len(first.assignment()) == len(second.assignment()) == 1:
                 assert time.monotonic() < deadline, "the group did not settle"
                 first.poll(max_records=100, timeout_s=0.2)
