@@ -114,3 +114,29 @@ def test_a_broken_upstream_join_opens_data_quality_naming_the_feature(tmp_path: 
     (inc,) = [i for i in store.get("")[1] if i["kind"] == "data_quality"]
     assert inc["evidence"]["feature"] == "x0" and inc["evidence"]["skew"] == "null"
     assert 0.25 < inc["evidence"]["rate"] < 0.35
+
+
+def test_a_stream_detector_alone_opens_no_concept_incident(tmp_path: Path) -> None:
+    """Page-Hinkley and friends fire on stable error streams now and then (seen in the demo before
+    any drift): evidence when the conditional test agrees, never the trigger on their own."""
+    from agent.incidents.rules import IncidentRules, Observation
+
+    store = run(tmp_path, frame(2000, 2))
+    mon_results = [i for i in store.get("")[1]]
+    assert mon_results == []
+    ref = tmp_path / "ref.parquet"
+    cfg = build_config({"models": {"m": {"task": "binary_classification", "reference": str(ref), "target": "y",
+                                         "prediction": "y_pred", "score": "y_proba", "features": FEATURES}}})
+    mon = ModelMonitor(ModelReference.load("m", cfg.models["m"]), Counters())
+    rules = IncidentRules(mon.ref, cfg.models["m"].incidents, mon.classes)
+    from agent.monitor.judgement import WindowResult
+    from detectors.drift import DatasetDriftReport
+
+    base = dict(model="m", start_s=0.0, end_s=1.0, n=1000, drift=DatasetDriftReport((), (), 1, 1000),
+                prediction_drift=None, performance={}, support={}, label_coverage=1.0, final=False, provisional=False)
+    quiet, _ = rules.evaluate(WindowResult(window_id=0, **base), Observation(stream_detectors={"page_hinkley": True}))
+    assert [f.kind for f in quiet] == []
+    cond = {"kind": "concept_drift", "realized_error_window": 0.3, "expected_error_window": 0.1}
+    loud, _ = rules.evaluate(WindowResult(window_id=1, conditional={"conditional": cond}, **base),
+                             Observation(stream_detectors={"page_hinkley": True}))
+    assert [f.kind for f in loud] == ["concept_drift"] and loud[0].evidence["stream_detectors"] == ["page_hinkley"]
