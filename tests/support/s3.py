@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Self
 
-from agent.ingest.embedded import _wait_port, free_port
+from agent.ingest.embedded import _wait_port, free_port, stop_process
 
 def moto_server_binary() -> str:
     found = shutil.which("moto_server")
@@ -101,17 +101,8 @@ class S3Storage:
 
     def stop(self, timeout_s: float = 10) -> None:
         atexit.unregister(self.stop)
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        (proc, self._proc), (log, self._log) = (self._proc, None), (self._log, None)
+        stop_process(proc, log, timeout_s=timeout_s)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from agent.ingest.embedded import free_port
+from agent.ingest.embedded import free_port, stop_process
 from tests.support.s3 import S3Storage
 
 __all__ = ["Alertmanager", "Prometheus", "S3Storage", "ServiceMissing", "find_binary", "free_port"]
@@ -91,17 +91,8 @@ class _Process:
             return ""
 
     def stop(self, timeout_s: float = 10) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        (proc, self._proc), (log, self._log) = (self._proc, None), (self._log, None)
+        stop_process(proc, log, timeout_s=timeout_s)
         self._tmp.cleanup()
 
     def __enter__(self) -> Self:
