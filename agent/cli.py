@@ -1,4 +1,4 @@
-"""``driftwarden`` command line: run, demo, profile, check, replay."""
+"""``driftwarden`` command line: run, demo, profile, check, rca, replay."""
 
 from __future__ import annotations
 
@@ -192,6 +192,48 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rca(args: argparse.Namespace) -> int:
+    """The incident analysis of the agent, on two files: exit 0 when no cause is named, 1 when
+    one is, 2 on a usage or data error."""
+    from agent.monitor.reference import read_table
+    from detectors.rca import analyse
+
+    try:
+        ref, cur = read_table(args.reference), read_table(args.current)
+        reserved = {args.target, args.prediction, args.score, args.id_column, *args.exclude}
+        features = (args.features.split(",") if args.features else
+                    [c for c in ref.columns if c in cur.columns and c not in reserved])
+        task = args.task or ("regression" if args.score is None and args.prediction
+                             and ref[args.target].nunique() > 20 else
+                             "multiclass_classification" if ref[args.target].nunique() > 2 else "binary_classification")
+        report = analyse(ref, cur, target=args.target, features=features, prediction=args.prediction, score=args.score,
+                         task=task, metric=args.metric, segments=args.segments or (),
+                         categorical=args.categorical.split(",") if args.categorical else (),
+                         id_column=args.id_column if args.id_column in cur.columns else None, seed=args.seed,
+                         n_boot=args.n_boot)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"driftwarden rca: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    body = {"id": "cli", "model": Path(args.current).stem, "kind": "manual", "status": "open",
+            "summary": f"{args.current} against {args.reference}", "rca": {"status": "done", **report.to_dict()}}
+    if args.format == "html":
+        from agent.rca.report import render_report
+
+        text = render_report(body)
+    else:
+        import orjson
+
+        text = orjson.dumps(body["rca"], option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text)
+    top = report.top
+    print(f"driftwarden rca: {top.cause} ({top.confidence:.2f}): {top.summary}" if top else
+          "driftwarden rca: no cause named", file=sys.stderr)
+    return EXIT_DRIFT if top else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo.run import run_demo
 
@@ -232,6 +274,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bins", type=int, default=20)
     c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=cmd_check)
+
+    a = sub.add_parser("rca", help="root-cause analysis of CURRENT against REFERENCE (exit 0: no cause, 1: a cause "
+                                   "named, 2: usage or data error)")
+    a.add_argument("--reference", required=True, help="CSV/Parquet/JSONL with features, target and the model's output")
+    a.add_argument("--current", required=True, help="the same columns for the traffic to explain (target may be empty)")
+    a.add_argument("--target", required=True)
+    a.add_argument("--prediction", help="predicted class (classification) or value (regression)")
+    a.add_argument("--score", help="positive-class probability (binary classifiers)")
+    a.add_argument("--features", help="comma-separated (default: every common column that is not named otherwise)")
+    a.add_argument("--categorical", help="comma-separated numeric columns to treat as categories")
+    a.add_argument("--segments", nargs="*", help="columns to slice on first")
+    a.add_argument("--id-column", default="id")
+    a.add_argument("--exclude", nargs="*", default=["timestamp", "prediction_id"])
+    a.add_argument("--task", choices=["binary_classification", "multiclass_classification", "regression"])
+    a.add_argument("--metric", help="default: roc_auc with a score, accuracy, or mae")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--n-boot", type=int, default=200)
+    a.add_argument("--format", choices=["json", "html"], default="json")
+    a.add_argument("--output", help="write here instead of stdout")
+    a.set_defaults(func=cmd_rca)
 
     rp = sub.add_parser("replay", help="send a CSV/Parquet/JSONL file to Kafka as prediction (and label) records")
     rp.add_argument("file")

@@ -90,6 +90,8 @@ class WindowConfig(_Frozen):
     label_lateness: float = 7 * 86400.0
     label_retention: int = Field(24, ge=1, le=10_000, description="at most this many closed windows wait for labels")
     max_rows: int = Field(1_000_000, ge=10, description="rows of one window kept for label joins")
+    keep_features: bool = Field(True, description="keep each joined row's feature values (memory: rows x features) "
+                                                  "for the root-cause analysis and the traffic store")
 
     @field_validator("duration", "allowed_lateness", "label_lateness", mode="before")
     @classmethod
@@ -181,6 +183,19 @@ class CheckpointConfig(_Frozen):
     interval_s: float = Field(10.0, gt=0)
 
 
+class RCAConfig(_Frozen):
+    """The root-cause analysis of incidents (README "Root-cause analysis")."""
+
+    enabled: bool = True
+    windows: int = Field(5, ge=1, description="retained windows analysed for an incident without a window range "
+                                             "(Alertmanager's), and the context before a rule incident's first")
+    max_rows: int = Field(1_000_000, ge=100, description="newest rows of the affected windows analysed")
+    min_rows: int = Field(200, ge=20, description="fewer rows than this: the analysis is marked failed")
+    n_boot: int = Field(200, ge=0, description="bootstrap replicates of the evaluate step")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="a cause below this confidence is not named")
+    queue: int = Field(16, ge=1, description="analyses waiting for the worker; beyond it one is marked failed")
+
+
 class Config(_Frozen):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -188,6 +203,7 @@ class Config(_Frozen):
     models: dict[str, ModelConfig]
     join: JoinConfig = Field(default_factory=JoinConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    rca: RCAConfig = Field(default_factory=RCAConfig)
 
     @field_validator("models")
     @classmethod

@@ -23,12 +23,13 @@ from agent.faults import FaultPoints
 from agent.incidents.rules import KINDS
 from agent.incidents.watch import IncidentWatch
 from agent.incidents.store import IncidentStore
+from agent.rca.worker import RCAWorker
 from agent.ingest import make_broker
 from agent.ingest.admin import ensure_topics
 from agent.ingest.broker import DLQ_SUFFIX, Broker, TopicPartitionKey, next_offsets
 from agent.monitor.model import ModelMonitor, WindowResult
 from agent.monitor.reference import ModelReference
-from agent.outputs.http import AgentHTTPServer
+from agent.outputs.http import AgentHTTPServer, HtmlPage
 from agent.outputs.metrics import Snapshot, make_registry
 from agent.pipeline import Pipeline
 from agent.state.checkpoint import CheckpointStore
@@ -51,12 +52,13 @@ class Agent:
         self.evaluate_interval_s = evaluate_interval_s
         self.counters = Counters()
         self._snapshot = Snapshot()
-        self.registry, self._stage_hist = make_registry(lambda: self._snapshot)
+        self.registry, self._stage_hist, self._rca_hist = make_registry(lambda: self._snapshot)
         self.http: AgentHTTPServer | None = None
         self.monitors: dict[str, ModelMonitor] = {}
         self.pipeline: Pipeline | None = None
-        self.incidents = IncidentStore(self.counters)
+        self.incidents = IncidentStore(self.counters, rca=config.rca.enabled)
         self.watch: IncidentWatch | None = None
+        self.rca: RCAWorker | None = None
         self._results_dir = Path(config.state_dir) / "windows"
         self.batches = 0
         self.fault = FaultPoints.from_env()
@@ -83,7 +85,7 @@ class Agent:
         if cp is not None:
             self.counters = cp.counters
             self.offsets = dict(cp.offsets)
-            self.incidents = IncidentStore.from_state(cp.extra, self.counters)
+            self.incidents = IncidentStore.from_state(cp.extra, self.counters, rca=cfg.rca.enabled)
         self.monitors = {
             name: ModelMonitor(ref, self.counters, ttl_s=cfg.join.ttl, max_pending_labels=cfg.join.max_pending_labels,
                                on_result=self._record)
@@ -92,6 +94,13 @@ class Agent:
         self.watch = IncidentWatch(cfg.models, self.monitors, self.incidents)
         if cp is not None:
             self.watch.restore(cp.extra.get("incident_watch", {}))
+        self.rca = RCAWorker(self.incidents, self.monitors, cfg.rca,
+                             on_done=lambda m, status, s: self._rca_hist.labels(m, status).observe(s))
+        if cfg.rca.enabled:
+            for m in self.monitors:  # a quiet agent shows 0 analyses, not "No data"
+                for status in ("done", "failed"):
+                    self._rca_hist.labels(m, status)
+            self.rca.start()
         if cp is not None:
             self.checkpoints.restore(cp, self.monitors)
             log.info("restored checkpoint %s (offsets %s)", self.checkpoints.path, cp.offsets)
@@ -106,7 +115,7 @@ class Agent:
             log.warning("no bearer token in $%s: data-bearing endpoints are open", cfg.http.token_env)
         self.http = AgentHTTPServer(
             cfg.http.host, cfg.http.port, self.registry, self._ready, token, cfg.http.max_body_bytes,
-            {"/incidents": self.incidents.get, "/windows": self._get_windows}, self.incidents.on_alerts,
+            {"/incidents": self._get_incidents, "/windows": self._get_windows}, self.incidents.on_alerts,
         )
         self.http.start()
         log.info("serving /metrics on http://%s:%d/metrics", cfg.http.host, self.http.port)
@@ -159,6 +168,8 @@ class Agent:
             if now - last_eval >= self.evaluate_interval_s:
                 self.pipeline.evaluate()
                 last_eval = now
+                if self.rca is not None and self.config.rca.enabled:
+                    self.rca.tick()
             if batches:
                 self.offsets.update(next_offsets(batches))
                 self._unsaved = True
@@ -215,6 +226,8 @@ class Agent:
             self.broker.close(timeout_s=5.0)
         except Exception as e:  # noqa: BLE001 - keep shutting down
             log.warning("broker close failed: %s", e)
+        if self.rca is not None:
+            self.rca.stop()
         if self.http is not None:
             log.info("stopping: HTTP server")
             self.http.stop()
@@ -245,6 +258,7 @@ class Agent:
             conditional={m: mon.latest_conditional.to_dict() for m, mon in self.monitors.items()
                          if mon.latest_conditional is not None},
             lag=lag, incidents_open=self.incidents.open_by_kind(), incident_kinds=KINDS,
+            rca_causes=self.incidents.causes_open(),
         )
 
     @property
@@ -264,6 +278,17 @@ class Agent:
             f.write(orjson.dumps(res.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
         if self.watch is not None:
             self.watch.observe(res)
+
+    def _get_incidents(self, rest: str) -> tuple[int, Any]:
+        """``/incidents``, ``/incidents/{id}`` and ``/incidents/{id}/report`` (the HTML page)."""
+        if rest.endswith("/report"):
+            status, inc = self.incidents.get(rest[: -len("/report")])
+            if status != 200:
+                return status, inc
+            from agent.rca.report import render_report
+
+            return 200, HtmlPage(render_report(inc))
+        return self.incidents.get(rest)
 
     def _get_windows(self, rest: str) -> tuple[int, Any]:
         model = rest or None

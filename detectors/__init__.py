@@ -32,10 +32,10 @@ _LAZY = {
     **dict.fromkeys(('MMDDrift',), 'detectors.mmd'),
     **dict.fromkeys(('StreamDetector', 'WindowTest'), 'detectors.protocols'),
     **dict.fromkeys(('RowSample',), 'detectors.rows'),
-    **dict.fromkeys(('ConfusionSummary', 'PerformanceResult', 'classification_metrics', 'classification_performance', 'delong_interval', 'hanley_mcneil_interval', 'regression_metrics', 'regression_performance', 'wilson_interval'), 'detectors.performance'),
+    **dict.fromkeys(('ConfusionSummary', 'PerformanceResult', 'classification_metrics', 'classification_performance', 'delong_interval', 'hanley_mcneil_interval', 'regression_metrics', 'regression_performance', 'weighted_metric', 'wilson_interval'), 'detectors.performance'),
     **dict.fromkeys(('SegmentPerformance', 'SegmentSpec', 'segment_performance'), 'detectors.segments'),
     **dict.fromkeys(('DriftResult', 'StreamVerdict'), 'detectors.result'),
-    **dict.fromkeys(('Slice', 'SliceReport', 'find_slices'), 'detectors.rca'),
+    **dict.fromkeys(('Action', 'Cause', 'Estimate', 'Evaluation', 'FeatureShift', 'QualityFinding', 'Slice', 'SliceReport', 'analyse', 'data_quality', 'evaluate_drop', 'find_slices'), 'detectors.rca'),
     **dict.fromkeys(('BatchViolations', 'ColumnSchema', 'Schema'), 'detectors.schema'),
     **dict.fromkeys(('SkewReport', 'linf_distance', 'scale_factor', 'value_skew'), 'detectors.skew'),
     **dict.fromkeys(('chi2_bins', 'hellinger_bins', 'jensen_shannon_bins', 'ks_bins', 'ks_samples', 'SortedReference', 'ks_pvalue', 'ks_wasserstein_samples', 'psi_bins', 'wasserstein_bins', 'wasserstein_samples'), 'detectors.univariate'),
@@ -61,10 +61,12 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
         hanley_mcneil_interval,
         regression_metrics,
         regression_performance,
+        weighted_metric,
         wilson_interval,
     )
     from detectors.segments import SegmentPerformance, SegmentSpec, segment_performance
-    from detectors.rca import Slice, SliceReport, find_slices
+    from detectors.rca import (Action, Cause, Estimate, Evaluation, FeatureShift, QualityFinding, Slice, SliceReport,
+                               analyse, data_quality, evaluate_drop, find_slices)
     from detectors.result import DriftResult, StreamVerdict
     from detectors.schema import BatchViolations, ColumnSchema, Schema
     from detectors.skew import SkewReport, linf_distance, scale_factor, value_skew
@@ -93,9 +95,10 @@ __all__ = [
     "DatasetDrift", "DatasetDriftReport", "DatasetSummary", "FeatureDrift", "FeatureSummary",
     "ConfusionSummary", "PerformanceResult", "SegmentPerformance", "SegmentSpec", "classification_metrics",
     "classification_performance", "delong_interval", "hanley_mcneil_interval", "regression_metrics",
-    "regression_performance", "segment_performance", "wilson_interval",
+    "regression_performance", "segment_performance", "weighted_metric", "wilson_interval",
     "DriftResult", "StreamVerdict",
-    "Slice", "SliceReport", "find_slices",
+    "Action", "Cause", "Estimate", "Evaluation", "FeatureShift", "QualityFinding", "Slice", "SliceReport",
+    "analyse", "data_quality", "evaluate_drop", "find_slices",
     "BatchViolations", "ColumnSchema", "Schema",
     "SkewReport", "linf_distance", "scale_factor", "value_skew",
     "chi2_bins", "hellinger_bins", "jensen_shannon_bins", "ks_bins", "ks_samples", "ks_wasserstein_samples", "ks_pvalue", "SortedReference",

@@ -259,6 +259,40 @@ def ece_bin(confidence: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- public: metrics
 
 
+def weighted_metric(metric: str, weights: Any, y_true: Any, y_pred: Any = None, score: Any = None,
+                    scores: Any = None, labels: Sequence[Any] | None = None) -> np.ndarray:
+    """``metric`` under each row of ``weights`` ``(B, n)`` (or one ``(n,)`` vector): ``(B,)`` values.
+
+    Non-negative row weights act as frequency weights: integer counts give the metric of the
+    sample with rows repeated (a bootstrap replicate), importance weights give the metric of the
+    population they reweight the rows to (a density-ratio estimate of performance under another
+    input distribution). Same engine and conventions as :func:`classification_metrics` /
+    :func:`regression_metrics`.
+
+    >>> weighted_metric("accuracy", [1, 1, 2, 0], [0, 1, 1, 0], [0, 1, 0, 1]).round(3).tolist()
+    [0.5]
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    w = w[None, :] if w.ndim == 1 else w
+    if w.ndim != 2 or not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"weights must be a finite non-negative (B, n) or (n,) array, got shape {w.shape}")
+    if metric in REGRESSION_METRICS:
+        y, yhat = _regression_arrays(y_true, y_pred)
+        if w.shape[1] != len(y):
+            raise ValueError(f"weights have {w.shape[1]} columns for {len(y)} rows")
+        return _regression_core(y, yhat, w)[metric]
+    if metric not in CLASSIFICATION_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {[*CLASSIFICATION_METRICS, *REGRESSION_METRICS]}")
+    enc, _ = _prepare(y_true, y_pred, score, scores, labels)
+    if w.shape[1] != len(enc.y):
+        raise ValueError(f"weights have {w.shape[1]} columns for {len(enc.y)} rows")
+    if metric in SCORE_METRICS and enc.proba is None:
+        raise ValueError(f"metric {metric!r} needs score (binary) or scores (multiclass)")
+    if metric not in SCORE_METRICS and enc.pred is None:
+        raise ValueError(f"metric {metric!r} needs y_pred")
+    return _classification_core(enc, w, [metric])[metric]
+
+
 def classification_metrics(y_true: Any, y_pred: Any, score: Any = None, scores: Any = None,
                            labels: Sequence[Any] | None = None) -> dict[str, float]:
     """Exact accuracy, precision, recall, f1 and (with scores) roc_auc, pr_auc, log_loss, ece.

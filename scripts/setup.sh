@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if ! command -v prometheus >/dev/null || ! { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; }; then
+if ! command -v prometheus >/dev/null || ! { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } || ! command -v chromium >/dev/null; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium fonts-dejavu-core >/dev/null
 fi
 PY=${PYTHON:-python3}
 # A C compiler and the Python headers build the small C extensions (agent/decode/_scan.c,

@@ -21,11 +21,13 @@ ALERT_KINDS = {"DriftwardenFeatureDrift": "data_drift", "DriftwardenPerformanceD
 class IncidentStore:
     """Incidents, bounded to the last ``limit``; ``counters.incidents`` counts each one opened."""
 
-    def __init__(self, counters: Counters, limit: int = 1000) -> None:
+    def __init__(self, counters: Counters, limit: int = 1000, rca: bool = False, rca_detail: int = 50) -> None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self.counters = counters
         self.limit = limit
+        self.rca = rca  # new incidents wait for a root-cause analysis
+        self.rca_detail = rca_detail  # the newest incidents keep their whole analysis; older keep causes and actions
         self._lock = threading.Lock()
         self._incidents: list[dict[str, Any]] = []
         self._open: dict[str, dict[str, Any]] = {}  # dedup key -> open incident
@@ -41,9 +43,12 @@ class IncidentStore:
                     "incident_streaks": {k: list(v) for k, v in self._streak.items()}}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], counters: Counters, limit: int = 1000) -> IncidentStore:
-        store = cls(counters, limit)
+    def from_state(cls, state: dict[str, Any], counters: Counters, limit: int = 1000, rca: bool = False) -> IncidentStore:
+        store = cls(counters, limit, rca)
         store._incidents = [dict(i) for i in state.get("incidents", [])]
+        for inc in store._incidents:  # an analysis cut short by a crash runs again
+            if isinstance(inc.get("rca"), dict) and inc["rca"].get("status") == "running":
+                inc["rca"] = {**inc["rca"], "status": "pending"}
         store._seq = int(state.get("incident_seq", 0))
         store._resolved_at = {k: int(v) for k, v in state.get("incident_resolved_at", {}).items()}
         store._streak = {k: (int(a), int(b)) for k, (a, b) in state.get("incident_streaks", {}).items()}
@@ -88,6 +93,8 @@ class IncidentStore:
                 inc = {"id": f"inc-{self._seq}", "model": model, "kind": "alertmanager", "status": "open",
                        "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"],
                        "fingerprint": a["fingerprint"], "key": key}
+                if self.rca:
+                    inc["rca"] = {"status": "pending"}
                 self._incidents.append(inc)
                 self._open[key] = inc
                 self.counters.incidents[(model, "alertmanager")] += 1
@@ -127,6 +134,8 @@ class IncidentStore:
                                "status": "open", "source": "rule", "key": key, "first_window": first,
                                "last_window": window_id, "summary": f.summary, "evidence": f.evidence,
                                "clear_windows": 0, "alerts": []}
+                        if self.rca:
+                            inc["rca"] = {"status": "pending"}
                         self._incidents.append(inc)
                         self._open[key] = inc
                         self.counters.incidents[(model, kind)] += 1
@@ -155,11 +164,58 @@ class IncidentStore:
                 out[k] = out.get(k, 0) + 1
         return out
 
+    # -- root-cause analyses ----------------------------------------------------------------
+    def rca_due(self) -> list[dict[str, Any]]:
+        """Copies of the incidents whose analysis should run now: pending ones, and open ones
+        analysed without labels (once, when labels may have come since)."""
+        with self._lock:
+            out = []
+            for inc in self._incidents:
+                r = inc.get("rca")
+                if not isinstance(r, dict):
+                    continue
+                if r.get("status") == "pending" or (r.get("status") == "done" and r.get("labels") is False
+                                                    and not r.get("refreshed") and inc.get("status") == "open"):
+                    out.append(dict(inc))
+            return out
+
+    def set_rca(self, incident_id: str, rca: dict[str, Any]) -> bool:
+        """Store an analysis (or its status) on an incident; False when the incident is gone."""
+        with self._lock:
+            for inc in self._incidents:
+                if inc["id"] == incident_id:
+                    inc["rca"] = rca
+                    return True
+        return False
+
+    def causes_open(self) -> dict[tuple[str, str], float]:
+        """(model, cause) -> the highest confidence that an open incident's analysis gives it."""
+        out: dict[tuple[str, str], float] = {}
+        with self._lock:
+            for inc in self._incidents:
+                r = inc.get("rca")
+                if inc.get("status") != "open" or not isinstance(r, dict):
+                    continue
+                for c in r.get("causes", []) or []:
+                    k = (str(inc.get("model")), str(c.get("cause")))
+                    out[k] = max(out.get(k, 0.0), float(c.get("confidence", 0.0)))
+        return out
+
     def _bound(self) -> None:
         if len(self._incidents) > self.limit:  # bounded: forget the oldest
             gone = {id(old) for old in self._incidents[:-self.limit]}
             self._open = {k: v for k, v in self._open.items() if id(v) not in gone}
             del self._incidents[:-self.limit]
+        # bounded in bytes too: older analyses keep only what names the cause and the remedy
+        for inc in self._incidents[:-self.rca_detail] if self.rca_detail else self._incidents:
+            r = inc.get("rca")
+            if isinstance(r, dict) and "evaluate" in r:
+                inc["rca"] = {k: r[k] for k in ("status", "reason", "causes", "actions", "seconds", "labels") if k in r}
+                for a in inc["rca"].get("actions", []):
+                    for key in ("ids", "exclude_ids"):
+                        if isinstance(a.get(key), list) and len(a[key]) > 20:
+                            a[key] = a[key][:20]
+                            a["truncated"] = True
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, rest: str) -> tuple[int, Any]:

@@ -85,6 +85,18 @@ class ClassCodes:
                 out[i] = float(v) if numeric_classes else lookup.get(class_key(v), np.nan)
         return out
 
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Codes back to the reference's class values (objects; None for NaN or an unknown code):
+        the inverse of :meth:`encode` for the classes the reference has."""
+        classes = self.ref.classes
+        out = np.empty(codes.size, dtype=object)
+        if classes is None:
+            out[:] = codes.tolist()
+            return out
+        by_code = {code: c for code, c in zip(self.encode(np.asarray(classes, dtype=object)).tolist(), classes.tolist())}
+        out[:] = [by_code.get(c) for c in np.asarray(codes, dtype=float).tolist()]
+        return out
+
     def texts(self, values: np.ndarray) -> np.ndarray:
         """Predicted classes as the categorical prediction-drift bins name them (the reference's
         text: ``1``, not the ``1.0`` a float column would print); regression values as they are."""

@@ -106,10 +106,17 @@ class ModelMonitor:
             self.next_id, start, end,
             {n: fd.empty() for n, fd in rd.features.items()},
             self.ref.prediction_drift.empty(),
-            RowStore(tuple(self.ref.config.segments), self.classes.proba_columns),
+            RowStore(tuple(self.ref.config.segments), self.classes.proba_columns, self._feature_kinds),
         )
         self.next_id += 1
         return w
+
+    @property
+    def _feature_kinds(self) -> dict[str, str]:
+        if not self.cfg.keep_features:
+            return {}
+        numeric = set(self.ref.numeric)
+        return {n: "numeric" if n in numeric else "categorical" for n in self.ref.drift.features}
 
     def _windows_by_id(self) -> dict[int, Window]:
         out = {w.id: w for w in self.retained}
@@ -222,7 +229,8 @@ class ModelMonitor:
             chosen = [p.scores[i] for i in np.arange(len(p))[sel]]
             proba = {c: np.fromiter((np.nan if d is None else d.get(c, np.nan) for d in chosen), float, len(chosen))
                      for c in w.rows.proba}
-        row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs, proba)
+        feats = {c: cols.values[c][sel] for c in w.rows.features} if w.rows.features else None
+        row0 = w.rows.append(ids, y_pred, p.score[sel], p.event_s[sel], segs, proba, feats)
         id_list = ids.tolist()
         self.join.add(id_list, w.id, row0)
         hits = self.join.take_waiting(id_list)  # labels that came first

@@ -31,10 +31,13 @@ def _grow(a: np.ndarray, capacity: int) -> np.ndarray:
 
 @dataclass(slots=True)
 class RowStore:
-    """Growable columns, one row per prediction of a window, for joining late labels."""
+    """Growable columns, one row per prediction of a window, for joining late labels; with
+    ``feature_kinds`` also the feature values (float64 for numeric, objects for categorical) that
+    the root-cause analysis and the traffic store read."""
 
     segment_columns: tuple[str, ...] = ()
     proba_columns: tuple[str, ...] = ()  # multiclass: one probability column per reference class
+    feature_kinds: dict[str, str] = field(default_factory=dict)  # feature -> "numeric" | "categorical"
     n: int = 0
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     y_pred: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -44,12 +47,15 @@ class RowStore:
     labelled: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     segments: dict[str, np.ndarray] = field(default_factory=dict)
     proba: dict[str, np.ndarray] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for c in self.segment_columns:
             self.segments.setdefault(c, np.empty(0, dtype=object))
         for c in self.proba_columns:
             self.proba.setdefault(c, np.empty(0))
+        for c, kind in self.feature_kinds.items():
+            self.features.setdefault(c, np.empty(0, dtype=float if kind == "numeric" else object))
 
     def _reserve(self, extra: int) -> None:
         need = self.n + extra
@@ -62,9 +68,12 @@ class RowStore:
             self.segments[c] = _grow(self.segments[c], cap)
         for c in self.proba:
             self.proba[c] = _grow(self.proba[c], cap)
+        for c in self.features:
+            self.features[c] = _grow(self.features[c], cap)
 
     def append(self, ids: np.ndarray, y_pred: np.ndarray, score: np.ndarray, event_s: np.ndarray,
-               segments: dict[str, np.ndarray], proba: dict[str, np.ndarray] | None = None) -> int:
+               segments: dict[str, np.ndarray], proba: dict[str, np.ndarray] | None = None,
+               features: dict[str, np.ndarray] | None = None) -> int:
         """Append rows; returns the row index of the first one."""
         k = ids.size
         self._reserve(k)
@@ -79,16 +88,20 @@ class RowStore:
             self.segments[c][start:stop] = v
         for c in self.proba:
             self.proba[c][start:stop] = np.nan if proba is None else proba[c]
+        for c, col in self.features.items():
+            col[start:stop] = (np.nan if col.dtype.kind == "f" else None) if features is None else features[c]
         self.n = stop
         return start
 
     @classmethod
     def from_columns(cls, ids: np.ndarray, y_pred: np.ndarray, score: np.ndarray, event_s: np.ndarray,
                      y_true: np.ndarray, labelled: np.ndarray, segments: dict[str, np.ndarray],
-                     proba: dict[str, np.ndarray]) -> RowStore:
+                     proba: dict[str, np.ndarray], features: dict[str, np.ndarray] | None = None) -> RowStore:
         """A store holding these rows (the inverse of :meth:`view`, for checkpoints)."""
-        rows = cls(tuple(segments), tuple(proba))
-        rows.append(ids, y_pred, score, event_s, segments, proba)
+        features = features or {}
+        kinds = {c: "numeric" if v.dtype.kind == "f" else "categorical" for c, v in features.items()}
+        rows = cls(tuple(segments), tuple(proba), kinds)
+        rows.append(ids, y_pred, score, event_s, segments, proba, features)
         rows.y_true[: rows.n] = y_true
         rows.labelled[: rows.n] = labelled
         return rows
@@ -98,7 +111,8 @@ class RowStore:
         return {"ids": self.ids[:n], "y_pred": self.y_pred[:n], "score": self.score[:n],
                 "event_s": self.event_s[:n], "y_true": self.y_true[:n], "labelled": self.labelled[:n],
                 "segments": {c: v[:n] for c, v in self.segments.items()},
-                "proba": {c: v[:n] for c, v in self.proba.items()}}
+                "proba": {c: v[:n] for c, v in self.proba.items()},
+                "features": {c: v[:n] for c, v in self.features.items()}}
 
     @property
     def coverage(self) -> float:

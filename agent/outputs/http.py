@@ -21,7 +21,11 @@ from prometheus_client.exposition import choose_encoder
 
 from agent.incidents.alertmanager import AlertPayloadError, parse_alertmanager
 
-__all__ = ["AgentHTTPServer"]
+__all__ = ["AgentHTTPServer", "HtmlPage"]
+
+
+class HtmlPage(str):
+    """A route's answer that is a page, served as ``text/html`` rather than JSON."""
 
 log = logging.getLogger(__name__)
 PUBLIC = frozenset({"/metrics", "/healthz", "/readyz"})
@@ -106,7 +110,10 @@ class AgentHTTPServer:
                 for prefix, route in outer.get_routes.items():
                     if path == prefix or path.startswith(prefix + "/"):
                         status, obj = route(path[len(prefix):].lstrip("/"))
-                        self._json(status, obj)
+                        if isinstance(obj, HtmlPage):
+                            self._send(status, obj.encode("utf-8"), "text/html; charset=utf-8")
+                        else:
+                            self._json(status, obj)
                         return
                 self._json(404, {"error": f"no such endpoint: {path}"})
 

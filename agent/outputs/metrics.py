@@ -37,6 +37,7 @@ class Snapshot:
     retrain_jobs: dict[tuple[str, str], int] = field(default_factory=dict)
     incidents_open: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (model, kind, severity)
     incident_kinds: tuple[str, ...] = ()  # exported at 0 for every model until one opens
+    rca_causes: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, cause) -> confidence
 
 
 def _finite(x: float | None) -> bool:
@@ -106,6 +107,13 @@ class AgentCollector:
         for key, n in sorted(counts.items()):
             open_.add_metric(list(key), n)
         yield open_
+
+        causes = GaugeMetricFamily("driftwarden_rca_cause", "Confidence of each cause the root-cause analyses of open "
+                                   "incidents name (the highest over a model's open incidents).",
+                                   labels=["model", "cause"])
+        for key, v in sorted(snap.rca_causes.items()):
+            causes.add_metric(list(key), v)
+        yield causes
 
         jobs = CounterMetricFamily("driftwarden_retrain_jobs_total", "Retraining jobs by status.", labels=["model", "status"])
         for key, n in sorted(snap.retrain_jobs.items()):
@@ -227,10 +235,13 @@ class AgentCollector:
         yield drifts
 
 
-def make_registry(snapshot: Callable[[], Snapshot]) -> tuple[CollectorRegistry, Histogram]:
-    """The agent's registry and its processing-time histogram (process-local, not checkpointed)."""
+def make_registry(snapshot: Callable[[], Snapshot]) -> tuple[CollectorRegistry, Histogram, Histogram]:
+    """The agent's registry, its processing-time histogram and its root-cause-analysis-time
+    histogram (process-local, not checkpointed)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AgentCollector(snapshot))
     stages = Histogram("driftwarden_processing_seconds", "Time spent per batch in each pipeline stage.", ["stage"],
                        registry=registry, buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
-    return registry, stages
+    rca = Histogram("driftwarden_rca_seconds", "Time a root-cause analysis took, by outcome (done, failed).",
+                    ["model", "status"], registry=registry, buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
+    return registry, stages, rca

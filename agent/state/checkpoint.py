@@ -167,6 +167,11 @@ def _window_state(arrays: Arrays, prefix: str, w: Window, cache: _TextCache | No
         cache.put(arrays, f"{prefix}.seg{j}", v[:n], token and (*token, "seg", c))
     for j, (c, v) in enumerate(rows.proba.items()):
         arrays[f"{prefix}.proba{j}"] = v[:n]
+    for j, (c, v) in enumerate(rows.features.items()):
+        if v.dtype.kind == "f":
+            arrays[f"{prefix}.feat{j}"] = v[:n]
+        else:
+            cache.put(arrays, f"{prefix}.feat{j}", v[:n], token and (*token, "feat", c))
     verdict = None
     if w.verdict is not None:
         report, pred = w.verdict
@@ -178,7 +183,8 @@ def _window_state(arrays: Arrays, prefix: str, w: Window, cache: _TextCache | No
     return {"id": w.id, "start": w.start_s, "end": w.end_s, "n": w.n, "closed": w.closed, "perf_dirty": w.perf_dirty,
             "settled": w.settled, "conditional": cond, "failed": w.failed,
             "features": list(feats.items()), "prediction": _summary_state(arrays, f"{prefix}.pred", w.prediction),
-            "segments": list(rows.segments), "proba": list(rows.proba), "verdict": verdict}
+            "segments": list(rows.segments), "proba": list(rows.proba), "verdict": verdict,
+            "row_features": [[c, rows.feature_kinds.get(c, "numeric")] for c in rows.features]}
 
 
 def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -> Window:
@@ -193,7 +199,9 @@ def _window(arrays: Arrays, prefix: str, d: dict[str, Any], mon: ModelMonitor) -
         _get_objects(arrays, f"{prefix}.ids"), arrays[f"{prefix}.y_pred"], arrays[f"{prefix}.score"],
         arrays[f"{prefix}.event_s"], arrays[f"{prefix}.y_true"], arrays[f"{prefix}.labelled"],
         {c: _get_objects(arrays, f"{prefix}.seg{j}") for j, c in enumerate(d["segments"])},
-        {c: arrays[f"{prefix}.proba{j}"] for j, c in enumerate(d.get("proba", ()))})
+        {c: arrays[f"{prefix}.proba{j}"] for j, c in enumerate(d.get("proba", ()))},
+        {c: (arrays[f"{prefix}.feat{j}"] if kind == "numeric" else _get_objects(arrays, f"{prefix}.feat{j}"))
+         for j, (c, kind) in enumerate(d.get("row_features", ()))})  # absent before rows kept features
     conditional = None
     if d["conditional"] is not None:
         c = d["conditional"]["conditional"]

@@ -1,14 +1,23 @@
-"""Root-cause analysis statistics (pure: frames in, typed reports out).
+"""Root-cause analysis (pure: frames in, typed reports out).
 
-:func:`find_slices` is the "narrow" step: the single columns and pairs of columns that hold most
-of a window's excess error, each with its support and a multiple-testing-corrected test.
+:func:`analyse` runs the four steps of the debugging framework on one incident's rows: *evaluate*
+(:func:`evaluate_drop`: which metric fell, and how much today's inputs explain), *narrow*
+(:func:`find_slices`: the single columns and pairs that hold the excess error), *root cause*
+(:class:`Cause`, from a fixed vocabulary, ranked: :mod:`detectors.rca.causes`) and *mitigate*
+(:class:`Action`).
 
->>> from detectors.rca import find_slices, Slice, SliceReport
+>>> from detectors.rca import analyse, find_slices, Slice, SliceReport, Cause, Action
 """
 
 from __future__ import annotations
 
 from detectors.rca._encode import ColumnBins
+from detectors.rca.analysis import FeatureShift, RCAReport, analyse
+from detectors.rca.causes import ACTIONS, CAUSES, Action, Cause, actions_for
+from detectors.rca.evaluate import Estimate, Evaluation, WindowMetric, evaluate_drop
+from detectors.rca.quality import QualityFinding, affected_rows, data_quality
 from detectors.rca.slices import Slice, SliceReport, find_slices
 
-__all__ = ["ColumnBins", "Slice", "SliceReport", "find_slices"]
+__all__ = ["ACTIONS", "CAUSES", "Action", "Cause", "ColumnBins", "Estimate", "Evaluation", "FeatureShift",
+           "QualityFinding", "RCAReport", "Slice", "SliceReport", "WindowMetric", "actions_for", "affected_rows",
+           "analyse", "data_quality", "evaluate_drop", "find_slices"]

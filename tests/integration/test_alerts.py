@@ -252,3 +252,48 @@ def test_redelivered_alert_does_not_open_a_second_incident(run) -> None:  # noqa
         assert call(run["port"], "POST", "/alerts", alert_body(alerts=[alert]))[0] == 202
     _, incidents = call(run["port"], "GET", "/incidents")
     assert sum(1 for i in incidents if i.get("alertname") == "Redelivered") == 1
+
+
+# -- the incident's root-cause analysis ------------------------------------------------------------
+
+def wait_rca(port: int, incident_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, inc = call(port, "GET", f"/incidents/{incident_id}")
+        assert status == 200, inc
+        if inc.get("rca", {}).get("status") in ("done", "failed"):
+            return inc
+        assert time.monotonic() < deadline, f"no finished analysis after {timeout}s: {inc.get('rca')}"
+        time.sleep(0.25)
+
+
+def test_alertmanager_incident_gets_a_root_cause_analysis(run) -> None:  # noqa: ANN001
+    port = run["port"]
+    inc = wait_rca(port, wait_incidents(port, "DriftwardenFeatureDrift")[0]["id"])
+    rca = inc["rca"]
+    assert rca["status"] == "done", rca
+    # no labels reach this agent: the data causes only, and the analysis says so
+    assert rca["labels"] is False and any("not assessed" in n for n in rca["notes"])
+    top = rca["causes"][0]
+    assert top["cause"] == "covariate_shift" and 0 < top["confidence"] <= 1, rca["causes"]
+    drifted = {e["metric"]["feature"] for e in run["prom"].query(f'driftwarden_feature_drift_detected{{model="{MODEL}"}} == 1')}
+    assert top["feature"] in drifted, (top, drifted)
+    assert rca["actions"][0]["action"] == "retrain"
+    assert rca["rows"] >= WINDOW and rca["seconds"] < 60
+    # the analysis' metrics, scraped by the real Prometheus
+    prom = run["prom"]
+    prom.wait_for(f'driftwarden_rca_cause{{model="{MODEL}",cause="covariate_shift"}} > 0', timeout=30)
+    prom.wait_for(f'driftwarden_rca_seconds_count{{model="{MODEL}",status="done"}} >= 1', timeout=30)
+
+
+def test_incident_report_page_is_served_as_html(run) -> None:  # noqa: ANN001
+    port = run["port"]
+    inc = wait_rca(port, wait_incidents(port, "DriftwardenFeatureDrift")[0]["id"])
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/incidents/{inc['id']}/report",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
+        page = resp.read().decode()
+    assert inc["id"] in page and 'class="chart dist-chart"' in page and "covariate_shift" in page
+    assert call(port, "GET", f"/incidents/{inc['id']}/report", token=None)[0] == 401
+    assert call(port, "GET", "/incidents/inc-999999/report")[0] == 404

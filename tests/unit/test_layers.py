@@ -31,6 +31,8 @@ def test_the_package_boundaries_hold() -> None:
     ("agent/decode/records.py", "from agent.state.counters import Counters", "ingest and decode know nothing"),
     ("agent/ingest/replay.py", "import agent.incidents.alertmanager", "ingest and decode know nothing"),
     ("agent/ingest/broker.py", "import agent.decode.records", "ingest and decode are independent"),
+    ("agent/rca/worker.py", "import agent.ingest.broker", "rca and retrain never import the ingest"),
+    ("agent/retrain/trainer.py", "from agent.decode.records import Predictions", "rca and retrain never import the ingest"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, bad_import: str, contract: str) -> None:
     for name in ("agent", "detectors"):

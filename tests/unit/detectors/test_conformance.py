@@ -48,6 +48,11 @@ import pytest
 import detectors
 from detectors import (  # noqa: I001
     find_slices,
+    Action,
+    Cause,
+    FeatureShift,
+    data_quality,
+    evaluate_drop,
     ADWIN,
     CBPE,
     DDM,
@@ -95,7 +100,8 @@ WINDOW_TESTS = {"FeatureDrift", "DatasetDrift", "MMDDrift", "DomainClassifierDri
 ESTIMATORS = {"CBPE", "NumericBins", "CategoricalBins", "IsotonicCalibrator", "SegmentSpec", "SortedReference"}
 POLICIES = {"VerdictPolicy"}
 RESULTS = {"DriftResult", "StreamVerdict", "DatasetDriftReport", "PerformanceResult", "SkewReport",
-           "ConditionalVerdict", "SegmentPerformance", "BatchViolations", "Slice", "SliceReport"}
+           "ConditionalVerdict", "SegmentPerformance", "BatchViolations", "Slice", "SliceReport",
+           "Cause", "Action", "Estimate", "Evaluation", "FeatureShift", "QualityFinding"}
 SUMMARIES = {"BinCounts", "FeatureSummary", "DatasetSummary", "CBPESummary", "ConfusionSummary", "RowSample"}
 VALUES = {"ColumnSchema", "Schema"}  # inferred, pinned as YAML/JSON: to_dict / from_dict
 GROUPS = (PROTOCOLS, STREAM_DETECTORS, WINDOW_TESTS, ESTIMATORS, POLICIES, RESULTS, SUMMARIES, VALUES)
@@ -381,7 +387,19 @@ def _results() -> list[Any]:
         slices := find_slices(REF_FRAME, (RNG.random(len(REF_FRAME)) < np.where(REF_FRAME.c == "a", 0.5, 0.1)).astype(float),
                               REF_FRAME, ["c", "x"], min_support=10),
         *slices.slices,
+        *_rca_results(),
     ]
+
+
+def _rca_results() -> list[Any]:
+    ref = pd.DataFrame({"x": RNG.normal(size=600), "y": RNG.integers(0, 2, 600)}).assign(p=lambda f: (f.x > 0).astype(int))
+    cur = ref.assign(x=ref.x * 1000)
+    ev = evaluate_drop(ref, ref.iloc[:300], target="y", features=["x"], metric="accuracy", prediction="p", n_boot=20,
+                       window_column=None)
+    quality = data_quality(ref, cur, ["x"])
+    return [ev, ev.drop, *quality, FeatureShift("x", "ks", 0.3, 1e-9),
+            Cause("data_quality", 0.9, "x scaled", {"check": "scale_change"}, feature="x"),
+            Action("relabel", "noisy", {"ids": ["a"]})]
 
 
 # ----------------------------------------------------------------------------- tests

@@ -1,0 +1,1 @@
+"""Root-cause analysis in the agent: the worker, the report page."""

@@ -1,0 +1,1 @@
+"""Retraining: the dataset snapshot, the trainer and its gates, the registry, the launchers."""
