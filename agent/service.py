@@ -66,6 +66,7 @@ class Agent:
         self.offsets: dict[TopicPartitionKey, int] = {}  # next offset whose effect is NOT in state
         self._last_save = time.monotonic()
         self._unsaved = False
+        self._saved_incidents = 0  # IncidentStore.version in the last checkpoint
         self.lag_interval_s = 5.0
         self._lag_at = -float("inf")
 
@@ -179,6 +180,8 @@ class Agent:
                 interval = self.config.checkpoint.interval_s
                 if any(not r.final for r in results) or now - self._last_save >= interval:
                     self.checkpoint()
+            elif self.incidents.version != self._saved_incidents and now - self._last_save >= self.config.checkpoint.interval_s:
+                self.checkpoint()  # an analysis finished while no traffic came: keep it across a crash
             self._publish()
             done += 1
             self.batches += 1
@@ -190,8 +193,10 @@ class Agent:
         if not self.broker.flush(flush_timeout_s):
             log.warning("dead letters not yet delivered: checkpoint postponed")
             return False
+        version = self.incidents.version  # read first: a change after it is saved next time
         extra = {**self.incidents.state(), "incident_watch": self.watch.state() if self.watch is not None else {}}
         self.checkpoints.save(self.offsets, self.counters, self.monitors, extra)
+        self._saved_incidents = version
         self._last_save = time.monotonic()
         self._unsaved = False
         self.broker.commit(dict(self.offsets), timeout_s=commit_timeout_s)

@@ -34,6 +34,7 @@ class IncidentStore:
         self._resolved_at: dict[str, int] = {}  # a rule's key -> the window its incident resolved at
         self._streak: dict[str, tuple[int, int]] = {}  # a rule's key -> (first window, windows) not yet confirmed
         self._seq = 0
+        self.version = 0  # bumped by every change the checkpoint should carry (analyses land off the ingest thread)
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -185,6 +186,7 @@ class IncidentStore:
             for inc in self._incidents:
                 if inc["id"] == incident_id:
                     inc["rca"] = rca
+                    self.version += 1
                     return True
         return False
 

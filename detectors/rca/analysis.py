@@ -209,11 +209,16 @@ def _numeric_classes(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> 
 
 
 def _distributions(report: SliceReport | None, reference: pd.DataFrame, current: pd.DataFrame,
-                   features: Sequence[str]) -> dict[str, Any]:
+                   features: Sequence[str], categorical: set[str]) -> dict[str, Any]:
+    from detectors.rca._encode import fit_column
+
     out: dict[str, Any] = {}
     bins = {} if report is None else {b.column: b for b in report.bins}
     for f in dict.fromkeys(features):
         b = bins.get(f)
+        if b is None:  # not sliced (no labels): the same levels find_slices would cut
+            b = fit_column(f, reference[f], current[f], numeric=f not in categorical and _is_numeric(reference[f]),
+                           n_bins=10, ref_support=30, win_support=30, max_levels=50)[0]
         if b is not None:
             k = len(b.levels)
             r = np.bincount(b.codes(reference[f]).astype(np.intp), minlength=k) / max(len(reference), 1)
@@ -450,7 +455,7 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
                                                              for p in s.predicates]
     return RCAReport(evaluation, slices, tuple(final), tuple(actions_for(final, exclude_ids=exclude)), tuple(quality),
                      tuple(shifts), shift_info, noise_info,
-                     _distributions(slices, reference, current, implicated[:6]), tuple(notes),
+                     _distributions(slices, reference, current, implicated[:6], cat), tuple(notes),
                      time.perf_counter() - t0)
 
 

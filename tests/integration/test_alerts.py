@@ -294,6 +294,8 @@ def test_incident_report_page_is_served_as_html(run) -> None:  # noqa: ANN001
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
         page = resp.read().decode()
-    assert inc["id"] in page and 'class="chart dist-chart"' in page and "covariate_shift" in page
+    assert inc["id"] in page and "covariate shift" in page.lower()
+    top = inc["rca"]["causes"][0]["feature"]
+    assert f'class="chart dist-chart"' in page and f'data-feature="{top}"' in page
     assert call(port, "GET", f"/incidents/{inc['id']}/report", token=None)[0] == 401
     assert call(port, "GET", "/incidents/inc-999999/report")[0] == 404
