@@ -1,4 +1,4 @@
-"""``driftwarden`` command line: run, demo, profile, check, rca, replay."""
+"""``driftwarden`` command line: run, demo, profile, check, rca, retrain, replay."""
 
 from __future__ import annotations
 
@@ -234,6 +234,75 @@ def cmd_rca(args: argparse.Namespace) -> int:
     return EXIT_DRIFT if top else EXIT_OK
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """The agent's retraining path by hand, for one incident of a stopped agent's state: the
+    dataset from its stored traffic, the job with every gate, the version in the registry."""
+    import re
+    import time
+
+    from tqdm import tqdm
+
+    from agent.config import ConfigError, load_config
+    from agent.incidents.store import IncidentStore
+    from agent.monitor.model import ModelMonitor
+    from agent.monitor.reference import ModelReference
+    from agent.retrain.controller import RetrainController
+    from agent.retrain.jobs import JobManager
+    from agent.retrain.launchers import LocalLauncher
+    from agent.retrain.registry import ModelRegistry
+    from agent.state.checkpoint import CheckpointStore
+    from agent.state.counters import Counters
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"driftwarden retrain: invalid configuration {args.config}:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    state = Path(cfg.state_dir)
+    cp = CheckpointStore(state).load()
+    store = IncidentStore.from_state(cp.extra if cp is not None else {}, Counters())
+    status, inc = store.get(args.incident)
+    if status != 200:
+        print(f"driftwarden retrain: no incident {args.incident!r} in {state}", file=sys.stderr)
+        return EXIT_USAGE
+    model = str(inc["model"])
+    if model not in cfg.models:
+        print(f"driftwarden retrain: incident {args.incident} is about {model!r}, not a configured model", file=sys.stderr)
+        return EXIT_USAGE
+    mon = ModelMonitor(ModelReference.load(model, cfg.models[model]), Counters())
+    jobs = JobManager(state, {"local": LocalLauncher()}, ModelRegistry(state), default_launcher="local",
+                      cooldown_s=cfg.models[model].retrain.cooldown_s)
+    ctl = RetrainController(state, {model: cfg.models[model]}, {model: mon}, store, jobs)
+    actions = [a for a in (inc.get("rca") or {}).get("actions", []) if a.get("action") == "retrain"]
+    out = ctl.launch(args.incident, model, actions[0] if actions else {"action": "retrain"}, force=args.force)
+    if out["status"] != "submitted":
+        print(f"driftwarden retrain: {out['status']}: {out.get('reason')}", file=sys.stderr)
+        return EXIT_DRIFT
+    job = out["job"]
+    log = Path(jobs.record(job).directory) / "job.log"
+    bar = tqdm(total=None, unit="epoch", desc=f"{job} ({model})")
+    seen = 0
+    while True:
+        jobs.update()
+        rec = jobs.record(job)
+        epochs = re.findall(r"epoch (\d+)/(\d+)", log.read_text(errors="replace")) if log.exists() else []
+        if epochs:
+            done, total = int(epochs[-1][0]), int(epochs[-1][1])
+            bar.total = total
+            bar.update(done - seen)
+            seen = done
+        if rec.status in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    bar.close()
+    _, body = jobs.get(job)
+    print(f"{job}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
+    for g in body.get("gates", []):
+        print(f"  {'PASS' if g.get('passed') else 'FAIL'} {g.get('name')}: {g.get('figure')}")
+    print(f"promoted version: {jobs.registry.promoted(model) if jobs.registry else None}")
+    return EXIT_OK if rec.status == "succeeded" else EXIT_DRIFT
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo.run import run_demo
 
@@ -294,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--format", choices=["json", "html"], default="json")
     a.add_argument("--output", help="write here instead of stdout")
     a.set_defaults(func=cmd_rca)
+
+    t = sub.add_parser("retrain", help="build the dataset and run the retraining job of an incident by hand "
+                                       "(the agent stopped; exit 0: the job succeeded, 1: refused or failed)")
+    t.add_argument("--config", required=True, help="the agent's YAML configuration (its state_dir holds the incident)")
+    t.add_argument("--incident", required=True, help="incident id, e.g. inc-3")
+    t.add_argument("--force", action="store_true", help="ignore the cool-down")
+    t.set_defaults(func=cmd_retrain)
 
     rp = sub.add_parser("replay", help="send a CSV/Parquet/JSONL file to Kafka as prediction (and label) records")
     rp.add_argument("file")

@@ -153,6 +153,23 @@ class IncidentConfig(_Frozen):
     cooldown_windows: int = Field(5, ge=0)
 
 
+class RetrainConfig(_Frozen):
+    """Retraining of one model when an incident's analysis asks for it (README "Retraining")."""
+
+    enabled: bool = Field(False, description="launch a job when an analysis' actions include retrain")
+    launcher: Literal["local", "command"] = "local"  # kubernetes: agent.retrain.kubernetes_launcher, not yet configurable here
+    command: list[str] = Field(default_factory=list, description="the command launcher's argv ({snapshot}, "
+                                                                 "{manifest}, {output} are filled in)")
+    cooldown_s: float = Field(3600.0, ge=0, description="seconds after a job ends before the next may start")
+    timeout_s: float = Field(3600.0, gt=0, description="a job running longer is killed and failed")
+    min_rows: int = Field(1000, ge=50, description="labelled recent rows a dataset needs")
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    min_support: int = Field(50, ge=1, description="rows each segment the analysis named gets in train")
+    epochs: int | None = Field(None, ge=1, description="the local trainer's epoch budget (default: its own)")
+    traffic_max_age_s: float | None = Field(7 * 86400.0, gt=0, description="labelled traffic kept, by event age")
+    traffic_max_bytes: int | None = Field(2 * 1024**3, ge=1, description="labelled traffic kept, by bytes on disk")
+
+
 class ModelConfig(_Frozen):
     task: Literal["binary_classification", "multiclass_classification", "regression"]
     reference: Path
@@ -166,7 +183,7 @@ class ModelConfig(_Frozen):
     concept: ConceptConfig = Field(default_factory=ConceptConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
-    retrain: dict[str, Any] = Field(default_factory=dict)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
 
 class JoinConfig(_Frozen):

@@ -59,6 +59,7 @@ class Agent:
         self.incidents = IncidentStore(self.counters, rca=config.rca.enabled)
         self.watch: IncidentWatch | None = None
         self.rca: RCAWorker | None = None
+        self.retrain: Any = None  # agent.retrain.controller.RetrainController, built at start
         self._results_dir = Path(config.state_dir) / "windows"
         self.batches = 0
         self.fault = FaultPoints.from_env()
@@ -89,12 +90,13 @@ class Agent:
             self.incidents = IncidentStore.from_state(cp.extra, self.counters, rca=cfg.rca.enabled)
         self.monitors = {
             name: ModelMonitor(ref, self.counters, ttl_s=cfg.join.ttl, max_pending_labels=cfg.join.max_pending_labels,
-                               on_result=self._record)
+                               on_result=self._record, on_final=self._on_final)
             for name, ref in refs.items()
         }
         self.watch = IncidentWatch(cfg.models, self.monitors, self.incidents)
         if cp is not None:
             self.watch.restore(cp.extra.get("incident_watch", {}))
+        self.retrain = self._retrainer()
         self.rca = RCAWorker(self.incidents, self.monitors, cfg.rca,
                              on_done=lambda m, status, s: self._rca_hist.labels(m, status).observe(s))
         if cfg.rca.enabled:
@@ -116,7 +118,9 @@ class Agent:
             log.warning("no bearer token in $%s: data-bearing endpoints are open", cfg.http.token_env)
         self.http = AgentHTTPServer(
             cfg.http.host, cfg.http.port, self.registry, self._ready, token, cfg.http.max_body_bytes,
-            {"/incidents": self._get_incidents, "/windows": self._get_windows}, self.incidents.on_alerts,
+            {"/incidents": self._get_incidents, "/windows": self._get_windows, "/jobs": self.retrain.jobs.get,
+             "/models": self.retrain.jobs.registry.get if self.retrain.jobs.registry else self._no_models},
+            self.incidents.on_alerts,
         )
         self.http.start()
         log.info("serving /metrics on http://%s:%d/metrics", cfg.http.host, self.http.port)
@@ -171,6 +175,8 @@ class Agent:
                 last_eval = now
                 if self.rca is not None and self.config.rca.enabled:
                     self.rca.tick()
+                if self.retrain is not None:
+                    self.retrain.tick()
             if batches:
                 self.offsets.update(next_offsets(batches))
                 self._unsaved = True
@@ -233,6 +239,8 @@ class Agent:
             log.warning("broker close failed: %s", e)
         if self.rca is not None:
             self.rca.stop()
+        if self.retrain is not None:
+            self.retrain.stop()
         if self.http is not None:
             log.info("stopping: HTTP server")
             self.http.stop()
@@ -264,6 +272,7 @@ class Agent:
                          if mon.latest_conditional is not None},
             lag=lag, incidents_open=self.incidents.open_by_kind(), incident_kinds=KINDS,
             rca_causes=self.incidents.causes_open(),
+            retrain_jobs=self.retrain.jobs.counts() if self.retrain is not None else {},
         )
 
     @property
@@ -283,6 +292,36 @@ class Agent:
             f.write(orjson.dumps(res.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
         if self.watch is not None:
             self.watch.observe(res)
+
+    def _retrainer(self) -> Any:
+        """The job manager (its launchers, the model registry) and the controller that feeds it."""
+        from agent.retrain.controller import RetrainController
+        from agent.retrain.jobs import JobManager
+        from agent.retrain.launchers import CommandLauncher, LocalLauncher
+        from agent.retrain.registry import ModelRegistry
+
+        cfg = self.config
+        launchers: dict[str, Any] = {"local": LocalLauncher()}
+        for name, m in cfg.models.items():
+            if m.retrain.launcher == "command":
+                if not m.retrain.command:
+                    raise ValueError(f"models.{name}.retrain.command: the command launcher needs a command")
+                launchers[f"command:{name}"] = CommandLauncher(m.retrain.command)
+        state = Path(cfg.state_dir)
+        jobs = JobManager(state, launchers, ModelRegistry(state), default_launcher="local",
+                          cooldown_s=max(m.retrain.cooldown_s for m in cfg.models.values()))
+        enabled = {n: m for n, m in cfg.models.items() if m.retrain.enabled}
+        ctl = RetrainController(state, enabled, {n: self.monitors[n] for n in enabled}, self.incidents, jobs)
+        ctl.start()
+        return ctl
+
+    def _on_final(self, mon: ModelMonitor, w: Any) -> None:
+        if self.retrain is not None:
+            self.retrain.on_final(mon, w)
+
+    @staticmethod
+    def _no_models(rest: str) -> tuple[int, Any]:
+        return 200, {}
 
     def _get_incidents(self, rest: str) -> tuple[int, Any]:
         """``/incidents``, ``/incidents/{id}`` and ``/incidents/{id}/report`` (the HTML page)."""

@@ -33,8 +33,11 @@ reference (car loan 25,000, employment 40,000) and a disjoint current split (10,
 (3) Scale: 200,000 reference + 200,000 current rows x 10 features (6 numeric with NaNs, 4
     categorical), synthetic binary target; wall time of one find_label_noise call and peak RSS.
 
-    python bench/label_noise.py            # 3 seeds (~3 minutes on 2 cores)
-    python bench/label_noise.py --quick    # 1 seed, no scale part
+    python bench/label_noise.py               # 3 seeds (~3 minutes on 2 idle cores)
+    python bench/label_noise.py --quick       # 1 seed, no scale part
+    python bench/label_noise.py --threads 1   # one OpenMP thread per fit: where other processes
+                                              # share the cores (HistGradientBoosting's barriers
+                                              # stall on descheduled threads, 5-20x slower)
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from bench._data import CAR_FEATURES, EMPLOYMENT_FEATURES, data_file, peak_rss_m
 from detectors.rca.noise import find_label_noise, flag_label_noise, out_of_fold  # noqa: E402
 
 NOISE = 0.10
+THREADS: int | None = None  # --threads
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def planted(ds: Dataset, kind: str, seed: int) -> str:
     flip = seg & (rng.random(len(cur)) < NOISE)
     noisy = cur.copy()
     noisy.loc[flip, "label"] = 1 - noisy.loc[flip, "label"]
-    kw = dict(target="label", features=ds.features, id_column="id", seed=seed)
+    kw = dict(target="label", features=ds.features, id_column="id", seed=seed, n_threads=THREADS)
 
     t0 = time.perf_counter()
     oof = out_of_fold(ref, noisy, **kw)
@@ -148,7 +152,8 @@ def consistent(ds: Dataset, seed: int, n_current: int) -> str:
     cur = cur.assign(label=cur[ds.clean].astype(int))
     changed = in_segment(cur, ds.consistent)
     cur.loc[changed, "label"] = 1 - cur.loc[changed, "label"]
-    oof = out_of_fold(ref, cur, target="label", features=ds.features, id_column="id", seed=seed)
+    oof = out_of_fold(ref, cur, target="label", features=ds.features, id_column="id", seed=seed,
+                      n_threads=THREADS)
     report = flag_label_noise(oof)
     sus, exp = report.mask(cur), report.mask(cur, "explained_by_today")
     flagged = sus | exp
@@ -173,7 +178,7 @@ def scale() -> str:
     ref, cur = frame(200_000), frame(200_000)
     features = [c for c in ref.columns if c not in ("y", "id")]
     t0 = time.perf_counter()
-    report = find_label_noise(ref, cur, target="y", features=features, id_column="id")
+    report = find_label_noise(ref, cur, target="y", features=features, id_column="id", n_threads=THREADS)
     secs = time.perf_counter() - t0
     return (f"200,000 ref + 200,000 current x 10 features: {secs:.1f} s, fit_rows {report.fit_rows}, "
             f"{report.n_suspects} suspects, peak RSS {peak_rss_mib():.0f} MiB")
@@ -183,13 +188,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, no scale part")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="OpenMP threads per fit (default: all cores)")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     warnings.filterwarnings("ignore", module="cleanlab")
     seeds = range(1 if args.quick else args.seeds)
     import cleanlab
 
     print(f"(1) {NOISE:.0%} of labels flipped in one segment; P/R inside the segment, 'P all' over every suspect")
-    print(f"    cleanlab {cleanlab.__version__} on the same out-of-fold probabilities")
+    print(f"    cleanlab {cleanlab.__version__} on the same out-of-fold probabilities; fits on "
+          f"{'all cores' if THREADS is None else f'{THREADS} thread(s)'}; 'fit s' is shared by both")
     head = (f"{'dataset':<10} {'label':<5} {'seed':>4} {'flips':>6} {'floor':>5} | "
             f"{'P':>6} {'R':>6} {'P all':>6} {'out':>5} {'expl':>4} {'fit s':>6} {'rule s':>6} | "
             f"{'P':>6} {'R':>6} {'P all':>6} {'out':>5} {'s':>6} | {'P':>6} {'R':>6} {'P all':>6} {'out':>5} {'s':>6}")

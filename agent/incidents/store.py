@@ -190,6 +190,24 @@ class IncidentStore:
                     return True
         return False
 
+    def rca_done(self) -> list[dict[str, Any]]:
+        """Copies of the open incidents whose analysis is done."""
+        with self._lock:
+            return [dict(i) for i in self._incidents if i.get("status") == "open"
+                    and isinstance(i.get("rca"), dict) and i["rca"].get("status") == "done"]
+
+    def set_field(self, incident_id: str, key: str, value: Any) -> bool:
+        """Set one top-level field of an incident (``retrain``: what its job did)."""
+        if key in ("id", "model", "kind", "status", "key"):
+            raise ValueError(f"{key!r} is the store's own field")
+        with self._lock:
+            for inc in self._incidents:
+                if inc["id"] == incident_id:
+                    inc[key] = value
+                    self.version += 1
+                    return True
+        return False
+
     def causes_open(self) -> dict[tuple[str, str], float]:
         """(model, cause) -> the highest confidence that an open incident's analysis gives it."""
         out: dict[tuple[str, str], float] = {}

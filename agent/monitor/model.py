@@ -41,6 +41,7 @@ class ModelMonitor:
     ttl_s: float = 7 * 86400.0
     max_pending_labels: int = 1_000_000
     on_result: Callable[[WindowResult], None] | None = None
+    on_final: Callable[[ModelMonitor, Window], None] | None = None  # a window leaving retention, before its rows go
     next_id: int = 0
     open: dict[int, Window] = field(default_factory=dict)  # bucket (duration) or 0 (count) -> window
     retained: deque[Window] = field(default_factory=deque)  # closed, waiting for labels
@@ -329,6 +330,8 @@ class ModelMonitor:
         if not w.settled:
             self.judge.settle(w)
         res = self.judge.judge(w, final=True)
+        if self.on_final is not None:
+            self.on_final(self, w)
         self.join.forget(w.rows.ids[: w.rows.n].tolist())
         self.counters.unlabelled[self.name] += int((~w.rows.labelled[: w.rows.n]).sum())
         return res

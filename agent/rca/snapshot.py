@@ -12,7 +12,7 @@ import pandas as pd
 from agent.monitor.model import ModelMonitor
 from agent.monitor.windows import Window
 
-__all__ = ["RCAInput", "take_snapshot"]
+__all__ = ["LABELLED", "RCAInput", "WINDOW", "take_snapshot", "window_frame"]
 
 WINDOW = "__window__"
 LABELLED = "__labelled__"
@@ -45,6 +45,38 @@ def _chosen(mon: ModelMonitor, inc: dict[str, Any], context: int) -> list[Window
     return [w for w in windows if w.id >= lo]
 
 
+def window_frame(mon: ModelMonitor, w: Window, last: int | None = None) -> pd.DataFrame:
+    """One window's joined rows as a frame (a copy): ``id``, ``timestamp`` (event seconds), the
+    window id, every feature, the segment columns, the target (the reference's class values; None
+    where no label came), the served prediction and score, and ``__labelled__``. ``last``: only
+    the newest rows."""
+    cfg = mon.ref.config
+    v = w.rows.view()
+    n = len(v["ids"]) if last is None else min(len(v["ids"]), last)
+    sl = slice(len(v["ids"]) - n, None)
+    cols: dict[str, Any] = {"id": v["ids"][sl].copy(), "timestamp": v["event_s"][sl].copy(),
+                            WINDOW: np.full(n, w.id, dtype=np.int64)}
+    for c, arr in v["features"].items():
+        cols[c] = arr[sl].copy()
+    for c, arr in v["segments"].items():
+        cols.setdefault(c, arr[sl].copy())
+    labelled = v["labelled"][sl].copy()
+    y_true = v["y_true"][sl]
+    if cfg.task == "regression":
+        cols[cfg.target] = np.where(labelled, y_true, np.nan)
+    else:
+        target = mon.classes.decode(y_true)
+        target[~labelled] = None
+        cols[cfg.target] = target
+    if cfg.prediction:
+        cols[cfg.prediction] = (mon.classes.decode(v["y_pred"][sl]) if cfg.task != "regression"
+                                else v["y_pred"][sl].copy())
+    if cfg.score:
+        cols[cfg.score] = v["score"][sl].copy()
+    cols[LABELLED] = labelled
+    return pd.DataFrame(cols)
+
+
 def take_snapshot(mon: ModelMonitor, inc: dict[str, Any], *, context: int, max_rows: int) -> RCAInput:
     """Copy the rows of ``inc``'s windows (its range and ``context`` windows before it; the last
     ``context`` closed windows when it has no range), newest ``max_rows`` rows at most."""
@@ -55,31 +87,13 @@ def take_snapshot(mon: ModelMonitor, inc: dict[str, Any], *, context: int, max_r
     for w in reversed(_chosen(mon, inc, context)):
         if budget <= 0:
             break
-        v = w.rows.view()
-        n = min(len(v["ids"]), budget)
-        if n == 0:
+        if w.rows.n == 0:
             continue
-        sl = slice(len(v["ids"]) - n, None)
-        cols: dict[str, Any] = {"id": v["ids"][sl].copy(), WINDOW: np.full(n, w.id, dtype=np.int64)}
-        for c, arr in v["features"].items():
-            cols[c] = arr[sl].copy()
-        for c, arr in v["segments"].items():
-            cols.setdefault(c, arr[sl].copy())
-        y_true = v["y_true"][sl]
-        labelled = v["labelled"][sl].copy()
-        cols[cfg.target] = np.where(labelled, mon.classes.decode(y_true) if cfg.task != "regression" else y_true, None)
-        if cfg.prediction:
-            cols[cfg.prediction] = (mon.classes.decode(v["y_pred"][sl]) if cfg.task != "regression"
-                                    else v["y_pred"][sl].copy())
-        if cfg.score:
-            cols[cfg.score] = v["score"][sl].copy()
-        cols[LABELLED] = labelled
-        parts.append(pd.DataFrame(cols))
+        part = window_frame(mon, w, last=budget)
+        parts.append(part)
         ids_taken.append(w.id)
-        budget -= n
+        budget -= len(part)
     current = pd.concat(parts[::-1], ignore_index=True) if parts else pd.DataFrame()
-    if len(current) and cfg.task != "regression":
-        current[cfg.target] = current[cfg.target].where(current[LABELLED], None)
     ref = mon.ref
     features = list(ref.drift.features)
     missing = [f for f in features if f not in current.columns]

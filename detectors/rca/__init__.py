@@ -15,9 +15,11 @@ from detectors.rca._encode import ColumnBins
 from detectors.rca.analysis import FeatureShift, RCAReport, analyse
 from detectors.rca.causes import ACTIONS, CAUSES, Action, Cause, actions_for
 from detectors.rca.evaluate import Estimate, Evaluation, WindowMetric, evaluate_drop
+from detectors.rca.noise import LabelNoiseReport, OutOfFold, find_label_noise, flag_label_noise, out_of_fold
 from detectors.rca.quality import QualityFinding, affected_rows, data_quality
 from detectors.rca.slices import Slice, SliceReport, find_slices
 
 __all__ = ["ACTIONS", "CAUSES", "Action", "Cause", "ColumnBins", "Estimate", "Evaluation", "FeatureShift",
-           "QualityFinding", "RCAReport", "Slice", "SliceReport", "WindowMetric", "actions_for", "affected_rows",
-           "analyse", "data_quality", "evaluate_drop", "find_slices"]
+           "LabelNoiseReport", "OutOfFold", "QualityFinding", "RCAReport", "Slice", "SliceReport", "WindowMetric",
+           "actions_for", "affected_rows", "analyse", "data_quality", "evaluate_drop", "find_label_noise",
+           "find_slices", "flag_label_noise", "out_of_fold"]

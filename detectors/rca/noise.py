@@ -28,17 +28,18 @@ half the rows sit below a class's mean confidence, so ~8 % of the consistently c
 joint model flags stayed suspects (car loan, ``bench/label_noise.py``), against ~1 % with the
 argmax; on random planted noise both explain no more than 1 % of the flipped rows.
 
-Assumptions and when it misleads: the joint model must be good where the suspects are (where it
-predicts poorly its confident mistakes look like noise). Natural label noise (labels drawn at
-random around the Bayes rule) is indistinguishable from planted noise, so every dataset has a
-floor of suspects: on the car-loan data ~2.4 % of rows are wrong even where the model is 98 %
-sure. Noise that is a function of the features is learnt by the today model and reported as
-explained, which is the point; but a consistent change on fewer rows than the today model can
-learn from stays suspect, and one whose rows are about as many as the reference's in that region
-is learnt by the joint model too, so it is neither flagged nor explained (not called noise, not
-reported here either: that is the concept-drift detectors' job). Fitting sets are sampled down to
-``max_fit_rows``; every current row still gets an out-of-fold prediction. Classification only
-(binary or multiclass).
+Assumptions and when it misleads: the reference's labels are trusted, and the joint model must
+be good where the suspects are (where it predicts poorly, its confident mistakes look like
+noise). Natural label noise (labels drawn at random around the Bayes rule) is indistinguishable
+from planted noise, so every dataset has a floor of suspects: on the car-loan data ~2.4 % of rows
+are wrong even where the model is 98 % sure. Noise that is a function of the features is learnt
+by the today model and reported as explained, which is the point; but a consistent change on
+fewer rows than the today model can learn from stays suspect, and one whose rows are about as
+many as the reference's in that region is learnt by the joint model too, so it is neither flagged
+nor explained (not called noise, and left to the concept-drift detectors). Fitting sets are
+sampled down to ``max_fit_rows`` (a larger reference is sampled down to it first, so memory stays
+``O(max_fit_rows + current rows)``); every current row still gets an out-of-fold prediction.
+Classification only (binary or multiclass).
 
 References: C. G. Northcutt, L. Jiang & I. L. Chuang (2021), Confident Learning: Estimating
 Uncertainty in Dataset Labels, JAIR 70; cleanlab (Apache-2.0), ``cleanlab.filter``.
@@ -59,7 +60,7 @@ from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 from detectors._checks import check_int
 from detectors.result import as_float, as_optional_float
 
-__all__ = ["Key", "LabelNoiseReport", "OutOfFold", "find_label_noise", "flag_label_noise", "out_of_fold"]
+__all__ = ["LabelNoiseReport", "OutOfFold", "find_label_noise", "flag_label_noise", "out_of_fold"]
 
 Key = int | str
 """A row's identity in a report: its ``id_column`` value (int for integer ids, else ``str``) or
@@ -474,6 +475,10 @@ def out_of_fold(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, 
         if len(set(keys)) != n:
             raise ValueError(f"id_column {id_column!r} has duplicate values")
 
+    rng = np.random.default_rng(seed)
+    n_reference = len(reference)
+    if n_reference > max_fit_rows:  # no fit could use more: bounds memory at O(max_fit_rows + n) rows
+        reference = reference.iloc[np.sort(rng.choice(n_reference, max_fit_rows, replace=False))]
     y_ref_raw = _labels("reference", reference[target], target)
     y_cur_raw = _labels("current", current[target], target)
     if type(y_ref_raw[0]) is not type(y_cur_raw[0]):
@@ -490,7 +495,6 @@ def out_of_fold(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, 
 
     x, categorical = _encode(reference, current, cols)
     x_cur = x[n_ref:]
-    rng = np.random.default_rng(seed)
     fold = _folds(y, folds, rng)
     pool_fold = np.concatenate([np.full(n_ref, -1, dtype=np.intp), fold])
     with nullcontext() if n_threads is None else threadpool_limits(limits=n_threads, user_api="openmp"):
@@ -499,7 +503,8 @@ def out_of_fold(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, 
         today, fit_today = _oof(x_cur, y, fold, x_cur, fold, folds, n_classes, categorical, max_fit_rows,
                                 max_iter, rng, seed)
     label = tuple(v if isinstance(v, str) else int(v) for v in classes.tolist())
-    return OutOfFold(tuple(keys), label, y, joint, today, id_column, n_ref, folds, seed, max(fit_joint, fit_today))
+    return OutOfFold(tuple(keys), label, y, joint, today, id_column, n_reference, folds, seed,
+                     max(fit_joint, fit_today))
 
 
 def flag_label_noise(oof: OutOfFold) -> LabelNoiseReport:

@@ -222,3 +222,29 @@ def test_chromium_builds_no_script_from_a_hostile_incident(chromium: str, tmp_pa
     title = dom.split("<title>", 1)[1].split("</title>", 1)[0]
     assert title.strip() != "pwned"                                   # no script ran
     assert 'document.title="pwned"' in dom.replace("&quot;", '"')    # shown as text
+
+
+def test_chromium_renders_a_real_analysis(chromium: str, tmp_path: Path) -> None:
+    """The page of an analysis the code produced (planted concept drift in one car-loan segment,
+    six windows), not a hand-written one: its metric chart and the implicated distributions render."""
+    import orjson
+
+    from tests.support.planted import analyse_scenario, plant
+
+    sc = plant("concept_drift", "car_loan", seed=0, n_current=3000)
+    sc.current["__window__"] = sc.current.index // 500
+    report = analyse_scenario(sc, n_boot=50, window_column="__window__")
+    rca = orjson.loads(orjson.dumps({"status": "done", **report.to_dict()}, option=orjson.OPT_SERIALIZE_NUMPY))
+    inc = {"id": "inc-7", "model": "car-loan", "kind": "performance_drop", "severity": "critical", "status": "open",
+           "first_window": 0, "last_window": 5, "summary": "planted", "rca": rca}
+    page = write_page(tmp_path, inc)
+    dom = browse(chromium, tmp_path, page.as_uri(), "--dump-dom").stdout.decode()
+    assert 'id="metric-chart"' in dom and dom.count('class="bar current"') >= 2
+    for feature in rca["distributions"]:
+        assert f'data-feature="{feature}"' in dom
+    assert "salary_range" in rca["distributions"]
+    shot = tmp_path / "real.png"
+    browse(chromium, tmp_path, page.as_uri(), f"--screenshot={shot}", "--window-size=1200,2000")
+    _, _, rows = decode_png(shot.read_bytes())
+    colours = {(r[i], r[i + 1], r[i + 2]) for r in rows[::4] for i in range(0, len(r), 12)}
+    assert len(colours) > 100, f"{len(colours)} colours: a blank page?"

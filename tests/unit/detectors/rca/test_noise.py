@@ -196,6 +196,7 @@ def test_unseen_and_rare_classes_and_subsampled_fits() -> None:
     assert np.allclose(oof.joint.sum(axis=1), 1.0) and np.allclose(oof.today.sum(axis=1), 1.0)
     report = flag_label_noise(oof)
     assert report.class_counts[2] == 3 and sum(report.class_counts) == 600
+    assert report.n_reference == 2_000 and report.fit_rows == 500  # the reference itself was sampled to 500
     assert report.n_suspects <= 0.03 * len(cur)
 
 
