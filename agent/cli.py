@@ -200,6 +200,9 @@ def cmd_rca(args: argparse.Namespace) -> int:
 
     try:
         ref, cur = read_table(args.reference), read_table(args.current)
+        for flag, col in (("--target", args.target), ("--prediction", args.prediction), ("--score", args.score)):
+            if col is not None and col not in ref.columns:
+                raise ValueError(f"{flag} {col!r} is not a column of {args.reference}: {list(ref.columns)}")
         reserved = {args.target, args.prediction, args.score, args.id_column, *args.exclude}
         features = (args.features.split(",") if args.features else
                     [c for c in ref.columns if c in cur.columns and c not in reserved])

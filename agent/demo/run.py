@@ -93,6 +93,28 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         last = 0.0
+        told: dict[str, str] = {}
+        base = f"http://127.0.0.1:{agent.http.port}"
+
+        def tell_incidents() -> None:
+            """Each incident once when it opens, and its analysis' top cause when that is done."""
+            for inc in agent.incidents.get("")[1]:
+                rca = inc.get("rca") or {}
+                state = rca.get("status", "")
+                if told.get(inc["id"]) == state or (inc["id"] in told and state not in ("done", "failed")):
+                    continue
+                if inc["id"] not in told:
+                    say(f"  ! incident {inc['id']} opened: {inc['kind']} ({inc.get('severity', '-')}): "
+                        f"{inc.get('summary', inc.get('alertname', ''))}")
+                if state == "done":
+                    top = (rca.get("causes") or [None])[0]
+                    act = (rca.get("actions") or [{}])[0].get("action", "none")
+                    say(f"  ! root cause of {inc['id']}: " + (f"{top['cause']} ({top['confidence']:.2f}): {top['summary']}"
+                                                          if top else "no cause named")
+                        + f"; action: {act}; report: {base}/incidents/{inc['id']}/report")
+                elif state == "failed":
+                    say(f"  ! analysis of {inc['id']} failed: {rca.get('reason')}")
+                told[inc["id"]] = state
 
         def until() -> bool:
             nonlocal last
@@ -100,6 +122,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
             if now - last >= 5.0:
                 last = now
                 say(_summary(agent, sim, started))
+                tell_incidents()
             if duration_s is not None and now - started >= duration_s:
                 stop.set()
             return stop.is_set()

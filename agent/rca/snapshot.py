@@ -29,6 +29,17 @@ class RCAInput:
     columns: dict[str, Any]  # keyword arguments naming the frames' columns for detectors.rca.analyse
     windows: tuple[int, ...]
     labelled: int
+    first_window: int | None = None  # the incident's first window: earlier rows are context only
+
+    def split(self, min_rows: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """(the affected rows, the context rows before them); all rows when the affected ones are
+        fewer than ``min_rows`` (or the incident has no window range)."""
+        if self.first_window is None or not len(self.current):
+            return self.current, None
+        late = self.current[WINDOW].to_numpy() >= self.first_window
+        if late.sum() < min_rows:
+            return self.current, None
+        return self.current[late].reset_index(drop=True), self.current[~late].reset_index(drop=True)
 
     @property
     def rows(self) -> int:
@@ -102,5 +113,6 @@ def take_snapshot(mon: ModelMonitor, inc: dict[str, Any], *, context: int, max_r
     columns = {"target": cfg.target, "features": features, "prediction": cfg.prediction, "score": cfg.score,
                "task": cfg.task, "categorical": ref.categorical, "segments": list(cfg.segments),
                "id_column": "id", "window_column": WINDOW, "metric": cfg.incidents.metric}
+    first = inc.get("first_window")
     return RCAInput(str(inc["id"]), mon.name, ref.frame, current, columns, tuple(sorted(ids_taken)),
-                    int(current[LABELLED].sum()) if len(current) else 0)
+                    int(current[LABELLED].sum()) if len(current) else 0, None if first is None else int(first))

@@ -144,8 +144,9 @@ class RCAWorker:
             self.store.set_rca(job.incident_id, {"status": "running", "started_at": started,
                                                  "windows": list(job.windows), "rows": job.rows})
         c = dict(job.columns)
+        current, context = job.split(self.config.min_rows)
         try:
-            report = analyse(job.reference, job.current, target=c["target"], features=c["features"],
+            report = analyse(job.reference, current, context=context, target=c["target"], features=c["features"],
                              prediction=c["prediction"], score=c["score"], task=c["task"], metric=c["metric"],
                              categorical=c["categorical"], segments=c["segments"], id_column=c["id_column"],
                              window_column=c["window_column"], n_boot=self.config.n_boot,
@@ -164,7 +165,8 @@ class RCAWorker:
         seconds = time.perf_counter() - t0
         body = report.to_dict()
         body.update(status="done", reason=None, started_at=started, finished_at=time.time(),
-                    seconds=round(seconds, 3), windows=list(job.windows), rows=job.rows, labelled_rows=job.labelled,
+                    seconds=round(seconds, 3), windows=list(job.windows), rows=job.rows, affected_rows=len(current),
+                    labelled_rows=job.labelled,
                     labels=job.labelled >= 30, refreshed=refresh)
         # plain JSON as the checkpoint and HTTP write it (NaN becomes null, numpy scalars numbers)
         body = orjson.loads(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,

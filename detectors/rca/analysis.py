@@ -252,10 +252,11 @@ def analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, feat
             segments: Sequence[str] = (), id_column: str | None = None, window_column: str | None = None,
             labels: Sequence[Any] | None = None, seed: int = 0, n_boot: int = 200, max_rows: int = 20_000,
             min_confidence: float = 0.5, rare_share: float = 0.03, noise: NoiseFinder | None | bool = True,
-            extra_quality: Sequence[QualityFinding] = ()) -> RCAReport:
+            extra_quality: Sequence[QualityFinding] = (), context: pd.DataFrame | None = None) -> RCAReport:
     """Run the four steps on ``current`` against ``reference`` (module doc). ``noise=False`` skips
     the label-noise model; ``extra_quality`` adds findings the caller saw itself (the agent's
-    schema counters). Raises ValueError on unusable input (missing columns, empty frames).
+    schema counters); ``context`` earlier rows (the windows before the incident) that only join the
+    per-window metric series. Raises ValueError on unusable input (missing columns, empty frames).
 
     >>> rng = np.random.default_rng(0)
     >>> ref = pd.DataFrame({"x": rng.normal(size=3000), "c": rng.choice(["a", "b"], 3000)})
@@ -276,7 +277,7 @@ def analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, feat
                         scores=scores, task=task, metric=metric, categorical=categorical, segments=segments,
                         id_column=id_column, window_column=window_column, labels=labels, seed=seed, n_boot=n_boot,
                         max_rows=max_rows, min_confidence=min_confidence, rare_share=rare_share, noise=noise,
-                        extra_quality=extra_quality)
+                        extra_quality=extra_quality, context=context)
 
 
 def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, features: Sequence[str],
@@ -284,7 +285,7 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
              metric: str | None, categorical: Sequence[str], segments: Sequence[str], id_column: str | None,
              window_column: str | None, labels: Sequence[Any] | None, seed: int, n_boot: int, max_rows: int,
              min_confidence: float, rare_share: float, noise: NoiseFinder | None | bool,
-             extra_quality: Sequence[QualityFinding]) -> RCAReport:
+             extra_quality: Sequence[QualityFinding], context: pd.DataFrame | None) -> RCAReport:
     t0 = time.perf_counter()
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -331,11 +332,15 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
             try:
                 return evaluate_drop(reference, frame, target=target, features=features, metric=metric,
                                      prediction=prediction, score=score, scores=scores, labels=labels,
-                                     window_column=window_column, n_boot=n_boot, max_rows=max_rows, seed=seed)
+                                     window_column=window_column, n_boot=n_boot, max_rows=max_rows, seed=seed,
+                                     context=ctx)
             except ValueError as e:
                 notes.append(f"evaluate: {e}")
                 return None
 
+        ctx = None
+        if context is not None and task != "regression" and target in context.columns and prediction in context.columns:
+            ctx = _numeric_classes([context], [target, prediction or ""])[0]
         evaluation = intact = run(cur_l)
         hit = affected_rows(quality, reference, cur_l)
         if hit.any():  # a broken input is not a change of P(y|x): judge the concept on intact rows
@@ -383,7 +388,9 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
     cov_conf = 0.0
     if drifted:
         top = drifted[0]
-        cov_conf = strength(top.effect, 0.1) * (1 - explained if shift_info.get("drifted") else 1.0)
+        # label shift moves the inputs too: what class reweighting explains is not a covariate
+        # shift, but a partial explanation (inputs also shift inside each class) barely discounts it
+        cov_conf = strength(top.effect, 0.1) * (1 - explained**2 if shift_info.get("drifted") else 1.0)
         names = [s.feature for s in drifted[:5]]
         causes.append(Cause("covariate_shift", cov_conf,
                             f"inputs moved: {', '.join(f'{s.feature} ({s.method} {s.effect:.2f})' for s in drifted[:5])}",

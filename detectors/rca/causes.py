@@ -18,7 +18,7 @@ Evidence per cause (effects and halves):
   half 0.05) *and* the inputs moved as label shift predicts: ``P(x | y)`` unchanged, so the
   reference reweighted by class, ``w_y = p_cur(y) / p_ref(y)``, matches today's inputs. The
   share of the input drift that this removes (``explained``) multiplies the confidence and
-  discounts ``covariate_shift`` by ``1 - explained`` (a shift of inputs that class reweighting
+  discounts ``covariate_shift`` by ``1 - explained^2`` (a shift of inputs that class reweighting
   explains is the label shift seen from the inputs).
 * ``concept_drift``: the part of the drop left for ``P(y|x)`` (:mod:`detectors.rca.evaluate`,
   measured on the rows no pipeline fault touched), its interval and the drop's above 0;

@@ -219,12 +219,15 @@ def evaluate_drop(reference: pd.DataFrame, current: pd.DataFrame, *, target: str
                   metric: str, prediction: str | None = None, score: str | None = None,
                   scores: Sequence[str] | None = None, labels: Sequence[Any] | None = None,
                   window_column: str | None = None, n_boot: int = 200, confidence: float = 0.95,
-                  max_rows: int = 20_000, seed: int = 0, clip: float = 20.0) -> Evaluation:
+                  max_rows: int = 20_000, seed: int = 0, clip: float = 20.0,
+                  context: pd.DataFrame | None = None) -> Evaluation:
     """Evaluate the fall of ``metric`` from ``reference`` to ``current`` (see the module doc).
 
     Both frames hold the served model's output (``prediction`` and/or ``score`` / ``scores``)
     and the label ``target``; rows without a label in ``current`` are left out. At most
     ``max_rows`` rows of each (seeded sample) enter the density ratio and the bootstrap.
+    ``context``: earlier rows (the windows before the incident) that only join the per-window
+    series, so it shows the metric before and after the fall.
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=4000); y = (x + rng.normal(size=4000) > 0).astype(int)
@@ -274,6 +277,9 @@ def evaluate_drop(reference: pd.DataFrame, current: pd.DataFrame, *, target: str
     windows: tuple[WindowMetric, ...] = ()
     since = None
     if window_column is not None and window_column in cur_all.columns:
-        windows, since = _windows(cur_all, window_column, metric, args_of, sign, float(m_ref[0]))
+        series = cur_all
+        if context is not None and len(context) and window_column in context.columns:
+            series = pd.concat([context[context[target].notna()], cur_all], ignore_index=True)
+        windows, since = _windows(series, window_column, metric, args_of, sign, float(m_ref[0]))
     return Evaluation(metric, est(m_ref), est(m_cur), est(sign * (m_ref - m_cur)), est(m_exp),
                       est(sign * (m_ref - m_exp)), est(sign * (m_exp - m_cur)), ess, n_r, n_c, auc, since, windows)
