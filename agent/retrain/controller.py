@@ -126,6 +126,7 @@ class RetrainController:
                            categorical=tuple(mon.ref.categorical), task=task, id_column="id", time_column="timestamp",
                            prediction_column=cfg.prediction, score_column=cfg.score, window_column=WINDOW,
                            segments=tuple(action.get("segments") or ()),
+                           stale_segments=tuple(action.get("stale_segments") or ()),
                            exclude_ids=tuple(str(i) for i in action.get("exclude_ids") or ()),
                            min_support=cfg.retrain.min_support, holdout_share=cfg.retrain.holdout_share,
                            reference_ids=False)

@@ -25,6 +25,8 @@
    manifest).
    Recent rows weigh 1, reference rows ``reference_weight * w`` (column ``__weight__``; the
    ``__source__`` column says ``reference`` or ``recent``).
+   Reference rows in a ``stale_segments`` segment (where the analysis found concept drift: there
+   the reference's labels follow the relation that no longer holds) are dropped, never weighted.
 5. Stratification: each RCA-named segment (``"col=value"``, ``"a=x & b=[10, 20)"``: see
    :func:`segment_mask`) with fewer than ``min_support`` train rows is topped up with reference
    rows of that segment not yet in train (seeded sample, weight ``reference_weight``; with
@@ -116,6 +118,7 @@ class DatasetSpec:
     score_column: str | None = None
     window_column: str | None = "__window__"
     segments: tuple[str, ...] = ()
+    stale_segments: tuple[str, ...] = ()  # the analysis' concept-drift segments: reference rows there are dropped
     exclude_ids: tuple[int | str, ...] = ()
     min_support: int = 50
     holdout_share: float = 0.2
@@ -131,7 +134,7 @@ class DatasetSpec:
     max_listed_ids: int = 1000
 
     def __post_init__(self) -> None:
-        lists = ("features", "segments", "exclude_ids") + (("categorical",) if self.categorical is not None else ())
+        lists = ("features", "segments", "stale_segments", "exclude_ids") + (("categorical",) if self.categorical is not None else ())
         for name in lists:
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
@@ -494,6 +497,8 @@ def build_dataset(reference: pd.DataFrame, recent: pd.DataFrame, spec: DatasetSp
     removed = [k for k in wanted if k in found]
     seen_anywhere = found | (set(_keys(holdout[s.id_column][ex_hold]).tolist()) if s.id_column else set())
     recent_train = recent_train[~ex_rec].reset_index(drop=True)
+    for seg in s.stale_segments:  # P(y|x) moved there: the reference's labels follow the old relation
+        ex_ref = ex_ref | segment_mask(reference, seg)
     pool = reference[~ex_ref].reset_index(drop=True)   # reference rows train may use
     if len(recent_train) == 0:
         raise DatasetError("no recent train rows are left after the holdout and the exclusions")

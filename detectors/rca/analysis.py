@@ -390,7 +390,7 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
         top = drifted[0]
         # label shift moves the inputs too: what class reweighting explains is not a covariate
         # shift, but a partial explanation (inputs also shift inside each class) barely discounts it
-        cov_conf = strength(top.effect, 0.1) * (1 - explained**2 if shift_info.get("drifted") else 1.0)
+        cov_conf = strength(top.effect, 0.08) * (1 - explained**2 if shift_info.get("drifted") else 1.0)
         names = [s.feature for s in drifted[:5]]
         causes.append(Cause("covariate_shift", cov_conf,
                             f"inputs moved: {', '.join(f'{s.feature} ({s.method} {s.effect:.2f})' for s in drifted[:5])}",

@@ -13,7 +13,7 @@ Evidence per cause (effects and halves):
   covariate shift.
 * ``covariate_shift``: per-feature two-sample tests (numeric: Kolmogorov-Smirnov statistic;
   categorical: total variation of the level shares, chi-square test), p < 1e-3 and effect >=
-  0.1; effect = the largest, half 0.1.
+  0.1; effect = the largest, half 0.08 (a feature past the gate is named).
 * ``label_shift``: the class balance moved (chi-square test, total-variation effect >= 0.05,
   half 0.05) *and* the inputs moved as label shift predicts: ``P(x | y)`` unchanged, so the
   reference reweighted by class, ``w_y = p_cur(y) / p_ref(y)``, matches today's inputs. The
@@ -98,7 +98,8 @@ class Action:
     """One mitigation, in the form the retraining launcher consumes.
 
     ``fix_pipeline``: ``feature``, ``change``; ``retrain``: ``segments`` to cover,
-    ``exclude_ids`` (label-noise suspects); ``relabel``: ``ids``; ``collect_data``: ``segment``.
+    ``stale_segments`` (concept drift there: the reference's rows are out of date), ``exclude_ids``
+    (label-noise suspects); ``relabel``: ``ids``; ``collect_data``: ``segment``.
 
     >>> a = Action("relabel", "labels of 12 rows look wrong", {"ids": ["a", "b"]})
     >>> Action.from_dict(a.to_dict()) == a
@@ -134,6 +135,7 @@ def actions_for(causes: Sequence[Cause], *, exclude_ids: Sequence[Any] = (), max
     """
     out: list[Action] = []
     segments: list[str] = []
+    stale: list[str] = []  # concept drift there: the reference's labels are out of date
     retrain_reasons: list[str] = []
     retrain_at: int | None = None
     ids = [i for i in exclude_ids][:max_ids]
@@ -161,13 +163,15 @@ def actions_for(causes: Sequence[Cause], *, exclude_ids: Sequence[Any] = (), max
             want_retrain("retrain without the suspect labels", c.segment)
         elif c.cause == "concept_drift":
             want_retrain("P(y|x) moved: learn today's relation", c.segment)
+            if c.segment and c.segment not in stale:
+                stale.append(c.segment)
         elif c.cause == "covariate_shift":
             want_retrain("inputs moved: weight training towards today's inputs", c.segment)
         elif c.cause == "label_shift":
             want_retrain("the class balance moved: train on today's balance", None)
     if retrain_at is not None:
         out[retrain_at] = Action("retrain", "; ".join(dict.fromkeys(retrain_reasons)),
-                                 {"segments": segments, "exclude_ids": ids})
+                                 {"segments": segments, "stale_segments": stale, "exclude_ids": ids})
     return out or [Action("none", "no cause reached the confidence to act on")]
 
 

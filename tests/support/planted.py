@@ -193,6 +193,8 @@ def plant(scenario: str, dataset: str = "car_loan", seed: int = 0, strength: str
     else:
         cur = pool.sample(n_current, random_state=seed)
 
+    # distinct ids (sampling with replacement repeats rows), apart from the reference's
+    cur = cur.reset_index(drop=True).assign(id=10_000_000 + np.arange(len(cur)))
     served = _Served(ds, train, seed)
     ref = served.predict(ref.iloc[:n_reference])
     cur = cur.copy()

@@ -305,3 +305,17 @@ def test_built_from_the_traffic_store(car_loan: pd.DataFrame, tmp_path: Path) ->
     snap = load_dataset(tmp_path / "snap")
     assert snap.holdout["id"].tolist() == rows["id"].tail(100).tolist()
     assert snap.holdout["y_pred_proba"].notna().all() and len(snap.train) == 400
+
+
+def test_stale_segments_drop_the_references_rows_there(car_loan: pd.DataFrame, tmp_path: Path) -> None:
+    """Concept drift in a segment: the reference's labels there follow the old relation, so none of
+    its rows of that segment reach train (weighted or topped up); today's rows there stay."""
+    reference = car_loan.iloc[:5_000].reset_index(drop=True)
+    recent = car_loan.iloc[5_000:8_000].reset_index(drop=True)
+    stale = "salary_range=20K - 40K €"
+    spec = replace(SPEC, segments=(stale,), stale_segments=(stale,), min_support=50)
+    build_dataset(reference, recent, spec, tmp_path)
+    train = pd.read_parquet(tmp_path / "train.parquet")
+    ref_rows, recent_rows = train[train[SOURCE] == "reference"], train[train[SOURCE] == "recent"]
+    assert len(ref_rows) > 0 and not segment_mask(ref_rows, stale).any()
+    assert segment_mask(recent_rows, stale).sum() > 50

@@ -62,6 +62,8 @@ def test_evaluate_parts_add_up_and_the_report_is_json() -> None:
     assert e.drop.lo <= e.drop.value <= e.drop.hi and e.concept_part.above_zero
     body = orjson.loads(orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
     assert body["causes"][0]["cause"] == "concept_drift" and body["slices"] and body["distributions"]
+    (retrain,) = [a for a in report.actions if a.action == "retrain"]
+    assert retrain.params["stale_segments"] == [report.causes[0].segment]  # the reference's rows there are old
 
 
 def test_without_labels_only_data_causes_are_assessed() -> None:
