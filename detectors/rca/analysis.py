@@ -426,12 +426,24 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
         concept = intact.concept_part if intact is not None else None
         if intact is not None and concept is not None and concept.above_zero and intact.drop.above_zero:
             share = intact.concept_share
-            moved = [s for s in worse if s.error - s.reference_error >= 0.05 and s not in rare
-                     and not faulty & {c for c, _ in s.predicates}]
+            where = slices
+            residual = _residual_slices(reference, cur_l, target, prediction, score, task, columns, cat)
+            if residual is not None:  # realized minus expected error under the reference's P(y|x)
+                where = residual
+                candidates = [s for s in residual.significant if np.isfinite(s.reference_error)]
+            else:
+                candidates = worse
+            moved = [s for s in candidates if s.error - s.reference_error >= 0.05
+                     and s.label not in {r.label for r in rare} and not faulty & {c for c, _ in s.predicates}]
             seg = _localise(moved)
             # the share of the drop left for P(y|x), times how large that part is (a metric
             # point of 0.02 counts one half)
-            conf = (float(share) if np.isfinite(share) else 0.0) * strength(concept.value, 0.02)
+            # (or, once placed, how far the slice's error rose above its expectation: a change in a
+            # fifth of the rows moves the whole window's metric little)
+            size = strength(concept.value, 0.02)
+            if seg is not None:
+                size = max(size, strength(seg.error - seg.reference_error, 0.02))
+            conf = (float(share) if np.isfinite(share) else 0.0) * size
             noise_share = 0.0
             finder = _default_noise() if noise is True else (noise or None)
             if seg is not None and finder is not None:
@@ -439,7 +451,7 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
                 if window_column is not None and evaluation.since_window is not None:  # since the metric fell
                     recent = cur_l[cur_l[window_column] >= evaluation.since_window]
                     today = recent if len(recent) >= 200 else cur_l
-                noise_info, noise_share, exclude = _noise_in_slice(finder, reference, today, slices, seg, target,
+                noise_info, noise_share, exclude = _noise_in_slice(finder, reference, today, where, seg, target,
                                                                    features, id_column, seed)
             ev = {"concept_part": concept.to_dict(), "drop": intact.drop.to_dict(), "share": share,
                   "rows": intact.n_current}
@@ -466,6 +478,27 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
                      time.perf_counter() - t0)
 
 
+def _residual_slices(reference: pd.DataFrame, current: pd.DataFrame, target: str, prediction: str | None,
+                     score: str | None, task: str, columns: Sequence[str], cat: set[str]) -> SliceReport | None:
+    """Slices of ``e - q``: each row's error minus its probability of error under the reference's
+    P(y|x) (CBPE's calibrated score, binary classifiers with a score), Welch-tested. Where P(y|x)
+    moved the residual is positive; where the model is merely weak (and was so in the reference)
+    it is not, so this finds the concept's place where slices of the raw error find the weak ones."""
+    if task != "binary_classification" or score is None or prediction is None:
+        return None
+    from detectors.cbpe import CBPE
+
+    ref = reference[reference[target].notna()]
+    classes = np.unique(ref[target].to_numpy())
+    if len(classes) != 2:
+        return None
+    cbpe = CBPE("binary").fit(ref[score].to_numpy(dtype=float), (ref[target].to_numpy() == classes[-1]).astype(int))
+    r = _errors(ref, target, prediction, task) - cbpe.expected_errors(ref[score].to_numpy(dtype=float))
+    c = _errors(current, target, prediction, task) - cbpe.expected_errors(current[score].to_numpy(dtype=float))
+    return find_slices(current, c, ref, list(columns), reference_errors=r, test="welch",
+                       categorical=[x for x in columns if x in cat], top_k=20)
+
+
 def _localise(moved: Sequence[Slice]) -> Slice | None:
     """Where P(y|x) moved: the slice with the largest ``support * rate^2``, ``rate`` its error
     above its own reference error (the excess squared over the support, as a slice's share of a
@@ -478,11 +511,19 @@ def _localise(moved: Sequence[Slice]) -> Slice | None:
 
 def _noise_in_slice(finder: NoiseFinder, reference: pd.DataFrame, current: pd.DataFrame, slices: SliceReport,
                     seg: Slice, target: str, features: Sequence[str], id_column: str | None,
-                    seed: int) -> tuple[dict[str, Any], float, list[Any]]:
+                    seed: int, max_rows: int = 50_000) -> tuple[dict[str, Any], float, list[Any]]:
     """Label-noise suspects inside ``seg``: (evidence, share of the slice's flagged labels that
-    are noise rather than a consistent change, suspect ids)."""
-    rep = finder(reference, current, target=target, features=list(features), id_column=id_column, seed=seed)
+    are noise rather than a consistent change, suspect ids). Past ``2 * max_rows`` rows, the
+    models see up to ``max_rows`` of the slice and as many others (so at most that many ids are
+    listed)."""
     mask = slices.mask(current, seg)
+    if len(current) > 2 * max_rows:  # bounded: the slice's rows (up to max_rows) and as many others
+        rng = np.random.default_rng(seed)
+        inside, outside = np.flatnonzero(mask), np.flatnonzero(~mask)
+        keep = np.sort(np.concatenate([rng.choice(inside, min(len(inside), max_rows), replace=False),
+                                       rng.choice(outside, min(len(outside), max_rows), replace=False)]))
+        current, mask = current.iloc[keep].reset_index(drop=True), mask[keep]
+    rep = finder(reference, current, target=target, features=list(features), id_column=id_column, seed=seed)
     if id_column is None:
         keys: list[Any] = list(range(len(current)))
     elif pd.api.types.is_integer_dtype(current[id_column].dtype):

@@ -22,7 +22,10 @@ Evidence per cause (effects and halves):
   explains is the label shift seen from the inputs).
 * ``concept_drift``: the part of the drop left for ``P(y|x)`` (:mod:`detectors.rca.evaluate`,
   measured on the rows no pipeline fault touched), its interval and the drop's above 0;
-  confidence = its share of the drop x ``strength(part, 0.02)``. It is placed in the best
+  confidence = its share of the drop x ``strength(part, 0.02)`` (or, when placed in a slice,
+  ``strength`` of the slice's error above its expectation, if larger). The slice is found among
+  the slices of ``e - q`` (each row's error minus its error probability under the reference's
+  P(y|x), CBPE's calibration; Welch-tested) when the model gives a score, else of the raw error. It is placed in the best
   significant slice whose error rose against the same slice's reference error.
 * ``label_noise``: in that slice, the labels a confident-learning model flags and a model of
   today's rows cannot explain either (:mod:`detectors.rca.noise`). When such suspects outnumber

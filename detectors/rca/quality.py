@@ -143,21 +143,27 @@ def _unseen(name: str, ref: pd.Series, cur: pd.Series) -> QualityFinding | None:
 
 def _constant(name: str, ref: pd.Series, cur: pd.Series) -> QualityFinding | None:
     r, c = ref.dropna(), cur.dropna()
-    if len(r) < 2 or len(c) < 2 or r.nunique() < 2:
+    if len(r) < 2 or len(c) < 2:
         return None
-    cs = c.astype(str)
-    mode = cs.value_counts().index[0]
-    share_cur = float((cs == mode).mean()) * len(c) / len(cur)
-    share_ref = float((r.astype(str) == mode).mean()) * len(r) / len(ref)
-    if (r.astype(str) == mode).mean() > 0.5:  # the reference already mostly holds it
+    r_counts = r.astype(str).value_counts() if r.dtype == object else r.value_counts()
+    if len(r_counts) < 2:
         return None
-    stuck = float((cs == mode).mean()) >= 0.9  # (nearly) every row holds it
+    c_counts = c.astype(str).value_counts() if c.dtype == object else c.value_counts()
+    mode = c_counts.index[0]
+    key = str(mode)
+    ref_by_text = {str(k): int(v) for k, v in r_counts.head(1000).items()}
+    ref_mode = ref_by_text.get(key, 0)
+    if ref_mode / len(r) > 0.5:  # the reference already mostly holds it
+        return None
+    share_cur = int(c_counts.iloc[0]) / len(cur)
+    share_ref = ref_mode / len(ref)
+    stuck = int(c_counts.iloc[0]) / len(c) >= 0.9  # (nearly) every row holds it
     defaulted = share_ref > 0 and share_cur - share_ref >= 0.25  # a known value filled in for many rows
     if not (stuck or defaulted):
         return None
     return QualityFinding(name, "constant", share_cur - share_ref, float("nan"),
-                          {"value": mode, "share_current": share_cur, "share_reference": share_ref,
-                           "distinct_current": int(cs.nunique()), "distinct_reference": int(r.astype(str).nunique())})
+                          {"value": key, "share_current": share_cur, "share_reference": share_ref,
+                           "distinct_current": int(len(c_counts)), "distinct_reference": int(len(r_counts))})
 
 
 def _type_change(name: str, ref: pd.Series, cur: pd.Series) -> QualityFinding | None:
