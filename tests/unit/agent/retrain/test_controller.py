@@ -83,3 +83,36 @@ def test_too_little_stored_traffic_is_refused_with_the_reason(tmp_path: Path) ->
     rig, ctl = make(tmp_path, min_rows=100_000)
     out = ctl.launch("inc-x", "m", {"action": "retrain", "segments": []})
     assert out["status"] == "refused" and "min_rows" in out["reason"]
+
+
+def test_driftwarden_retrain_by_hand_on_a_stopped_agents_state(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """`driftwarden retrain --config --incident` reads the incident from the checkpoint and the rows
+    from the traffic store, runs the job with every gate and prints each."""
+    import yaml
+
+    from agent.cli import main
+    from agent.state.checkpoint import CheckpointStore
+
+    rig, ctl = make(tmp_path)
+    rig.worker.start()
+    try:
+        moved = frame(7000, 3)
+        moved["y"] = np.where(moved.c0 == "a", 1 - moved.y, moved.y)
+        rig.feed(pd.concat([frame(2000, 2), moved], ignore_index=True))
+        rig.wait()
+    finally:
+        rig.worker.stop()
+    state = Path(rig.cfg.state_dir)
+    CheckpointStore(state).save({}, rig.counters, {"m": rig.mon}, rig.store.state())
+    m = rig.cfg.models["m"]
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(state), "models": {"m": {
+        "task": m.task, "reference": str(m.reference), "target": m.target, "prediction": m.prediction,
+        "score": m.score, "features": list(m.features or []), "segments": list(m.segments),
+        "window": {"size": 1000, "label_retention": 2},
+        "retrain": {"enabled": True, "min_rows": 1000, "epochs": 6, "cooldown_s": 0}}}}))
+    inc = next(i for i in rig.incidents() if i["rca"]["status"] == "done")
+    code = main(["retrain", "--config", str(config), "--incident", inc["id"]])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "job-" in out and "PASS data.leakage" in out and "PASS grad.flow" in out, out
+    assert main(["retrain", "--config", str(config), "--incident", "inc-404"]) == 2
