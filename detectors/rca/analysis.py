@@ -405,7 +405,12 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
     if has_labels and evaluation is not None and slices is not None and task != "regression":
         n_ref = max(1, int(reference[target].notna().sum()))
         worse = [s for s in slices.significant if np.isfinite(s.reference_error)]
-        rare = [s for s in worse if s.reference_support / n_ref < rare_share
+        # a level that became frequent may hold fewer excess errors than the window's big, always
+        # weaker slices, so it can miss the top by score: the levels rare in the reference and
+        # frequent now are tested on their own too
+        shifted = _rare_levels(slices, cur_l, reference, cur_errors, _errors(reference, target, prediction, task),
+                               rare_share, skip=faulty)
+        rare = [s for s in [*worse, *shifted] if s.reference_support / n_ref < rare_share
                 and s.support / slices.n >= max(0.05, 5 * s.reference_support / n_ref)
                 and s.error >= s.rest_error + 0.05
                 and (s.reference_support < 100 or s.reference_error >= slices.reference_error + 0.05)]
@@ -476,6 +481,44 @@ def _analyse(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, fea
                      tuple(shifts), shift_info, noise_info,
                      _distributions(slices, reference, current, implicated[:6], cat), tuple(notes),
                      time.perf_counter() - t0)
+
+
+def _rare_levels(slices: SliceReport, current: pd.DataFrame, reference: pd.DataFrame, errors: np.ndarray,
+                 reference_errors: np.ndarray, rare_share: float, skip: set[str]) -> list[Slice]:
+    """Single-column levels under ``rare_share`` of the reference and 5x as frequent now (at least
+    5% of rows), each with the one-sided binomial test of its errors against the rest's rate,
+    Bonferroni-corrected over these candidates (``significant`` at 0.05). Nulls, the pooled rest
+    and the features a pipeline fault hit are left to ``data_quality``."""
+    from scipy import stats
+
+    n, n_ref = len(current), len(reference)
+    found: list[tuple[str, str, int, int, int, float, float]] = []
+    for b in slices.bins:
+        if b.column in skip:
+            continue
+        k = len(b.levels)
+        cur_codes = b.codes(current[b.column]).astype(np.intp)
+        ref_codes = b.codes(reference[b.column]).astype(np.intp)
+        sup = np.bincount(cur_codes, minlength=k)
+        ref_sup = np.bincount(ref_codes, minlength=k)
+        err = np.bincount(cur_codes, weights=errors, minlength=k)
+        ref_err = np.bincount(ref_codes, weights=reference_errors, minlength=k)
+        for j in np.flatnonzero((ref_sup / max(n_ref, 1) < rare_share) & (sup >= np.maximum(0.05 * n, 5 * ref_sup * n / max(n_ref, 1)))):
+            if sup[j] >= n or b.levels[j] in ("__null__", "__other__"):
+                continue
+            found.append((b.column, b.levels[j], int(sup[j]), int(err[j]), int(ref_sup[j]),
+                          float(ref_err[j] / ref_sup[j]) if ref_sup[j] else float("nan"),
+                          float((errors.sum() - err[j]) / (n - sup[j]))))
+    out = []
+    for col, level, sup_j, err_j, ref_j, ref_rate, rest in found:
+        p = float(stats.binomtest(err_j, sup_j, min(max(rest, 1e-12), 1 - 1e-12), alternative="greater").pvalue)
+        p_adj = min(1.0, p * len(found))
+        rate = err_j / sup_j
+        ci = stats.binomtest(err_j, sup_j).proportion_ci()
+        out.append(Slice(((col, level),), sup_j, rate, rest, rate - rest, sup_j * (rate - rest), float("nan"), p, p_adj,
+                         p_adj <= 0.05, (float(ci.low), float(ci.high)), ref_j,
+                         ref_rate if np.isfinite(ref_rate) else 1.0))  # no reference rows: nothing to trust there
+    return [s for s in out if s.significant]
 
 
 def _residual_slices(reference: pd.DataFrame, current: pd.DataFrame, target: str, prediction: str | None,
