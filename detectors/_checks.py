@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 import numbers
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def is_real(value: object) -> bool:
@@ -41,3 +45,14 @@ def check_real(
         hi = ")" if high_open else "]"
         raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
     return v
+
+
+def check_frame(name: str, frame: object) -> pd.DataFrame:
+    """``frame`` when it is a non-empty pandas DataFrame; else ValueError naming ``name``."""
+    import pandas
+
+    if not isinstance(frame, pandas.DataFrame):
+        raise ValueError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise ValueError(f"{name} has no rows")
+    return frame

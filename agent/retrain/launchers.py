@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
+from agent.retrain.traffic import pid_alive
+
 __all__ = ["Status", "STATUSES", "TERMINAL", "JobSpec", "JobState", "Handle", "Launcher", "LaunchError",
            "DuplicateJob", "CommandLauncher", "LocalLauncher", "tail_lines", "format_args"]
 
@@ -181,13 +183,7 @@ def _alive(pid: int, start: int | None) -> bool:
     if Path("/proc").is_dir() and Path("/proc/self/stat").exists():
         st = _proc_stat(pid)
         return st is not None and st[0] not in ("Z", "X") and (start is None or st[1] == start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _signal_group(pid: int, sig: int) -> None:

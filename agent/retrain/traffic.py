@@ -80,7 +80,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -436,7 +437,7 @@ class TrafficStore:
                 old = now - entry.stat().st_mtime > _STALE_TEMP_S
             except FileNotFoundError:
                 continue
-            if pid == os.getpid() or old or not _pid_alive(pid):
+            if pid == os.getpid() or old or not pid_alive(pid):
                 Path(entry.path).unlink(missing_ok=True)
 
     def temp_files(self) -> list[Path]:

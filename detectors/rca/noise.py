@@ -57,7 +57,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-from detectors._checks import check_int
+from detectors._checks import check_frame, check_int
 from detectors.result import as_float, as_optional_float
 
 __all__ = ["LabelNoiseReport", "OutOfFold", "find_label_noise", "flag_label_noise", "out_of_fold"]
@@ -193,14 +193,6 @@ def _keys(values: pd.Series) -> list[Key]:
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def _check_frame(name: str, frame: object) -> pd.DataFrame:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
-    if len(frame) == 0:
-        raise ValueError(f"{name} has no rows")
-    return frame
 
 
 def _check_features(features: object, target: str, id_column: str | None,
@@ -444,8 +436,8 @@ def out_of_fold(reference: pd.DataFrame, current: pd.DataFrame, *, target: str, 
     >>> oof.joint.shape, oof.classes, bool((oof.joint.argmax(axis=1) == oof.labels).mean() > 0.9)
     ((300, 2), (0, 1), True)
     """
-    reference = _check_frame("reference", reference)
-    current = _check_frame("current", current)
+    reference = check_frame("reference", reference)
+    current = check_frame("current", current)
     if not isinstance(target, str) or target not in reference.columns or target not in current.columns:
         where = [n for n, f in (("reference", reference), ("current", current))
                  if not isinstance(target, str) or target not in f.columns]

@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from detectors._checks import check_int, check_real
+from detectors._checks import check_frame, check_int, check_real
 from detectors.rca._encode import ColumnBins, fit_column
 from detectors.rca._search import Column, Pool, level_stats, rank, search_pairs
 from detectors.rca._stats import Totals, evaluate, interval
@@ -203,14 +203,6 @@ class SliceReport:
 # ----------------------------------------------------------------------------- inputs
 
 
-def _check_frame(name: str, frame: object) -> pd.DataFrame:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
-    if len(frame) == 0:
-        raise ValueError(f"{name} has no rows")
-    return frame
-
-
 def _check_errors(name: str, errors: object, n: int, test: str) -> tuple[np.ndarray, Test]:
     e = np.asarray(errors)
     if e.ndim != 1 or len(e) != n:
@@ -279,8 +271,8 @@ def find_slices(window: pd.DataFrame, errors: np.ndarray, reference: pd.DataFram
     >>> top.label, top.significant, top.support > 250
     ('region=south & age=[46.8067, inf)', True, True)
     """
-    window = _check_frame("window", window)
-    reference = _check_frame("reference", reference)
+    window = check_frame("window", window)
+    reference = check_frame("reference", reference)
     cols = _check_columns(columns, window, reference)
     if test not in ("auto", "binomial", "welch"):
         raise ValueError(f"test must be 'auto', 'binomial' or 'welch', got {test!r}")
