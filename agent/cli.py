@@ -249,9 +249,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from agent.incidents.store import IncidentStore
     from agent.monitor.model import ModelMonitor
     from agent.monitor.reference import ModelReference
-    from agent.retrain.controller import RetrainController
+    from agent.retrain.controller import RetrainController, launchers_for
     from agent.retrain.jobs import JobManager
-    from agent.retrain.launchers import LocalLauncher
     from agent.retrain.registry import ModelRegistry
     from agent.state.checkpoint import CheckpointStore
     from agent.state.counters import Counters
@@ -273,7 +272,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"driftwarden retrain: incident {args.incident} is about {model!r}, not a configured model", file=sys.stderr)
         return EXIT_USAGE
     mon = ModelMonitor(ModelReference.load(model, cfg.models[model]), Counters())
-    jobs = JobManager(state, {"local": LocalLauncher()}, ModelRegistry(state), default_launcher="local",
+    jobs = JobManager(state, launchers_for({model: cfg.models[model]}, state), ModelRegistry(state), default_launcher="local",
                       cooldown_s=cfg.models[model].retrain.cooldown_s)
     ctl = RetrainController(state, {model: cfg.models[model]}, {model: mon}, store, jobs)
     actions = [a for a in (inc.get("rca") or {}).get("actions", []) if a.get("action") == "retrain"]

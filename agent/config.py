@@ -153,11 +153,44 @@ class IncidentConfig(_Frozen):
     cooldown_windows: int = Field(5, ge=0)
 
 
+class KubernetesLauncherConfig(_Frozen):
+    """The ``kubernetes`` launcher's ``batch/v1`` Job (fields of
+    :class:`agent.retrain.kubernetes_launcher.KubernetesOptions`)."""
+
+    image: str = Field("driftwarden/retrain:0.1.0-cuda", min_length=1, description="the retraining image")
+    namespace: str = "default"
+    gpus: int = Field(1, ge=0, description="nvidia.com/gpu in the container's limits (0: a CPU job)")
+    cpu: str | None = "2"
+    memory: str | None = "8Gi"
+    backoff_limit: int = Field(0, ge=0)
+    active_deadline_s: int | None = Field(None, ge=1, description="default: the job's timeout_s")
+    ttl_after_finished_s: int = Field(86_400, ge=0)
+    volume_claim: str | None = Field(None, description="PVC holding the agent's state_dir, mounted in the Job")
+    mount_path: str = "/var/lib/driftwarden"
+    state_dir: str | None = Field(None, description="the state_dir as the agent's pod sees it (default: as configured)")
+    service_account: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    name_prefix: str = "dw-retrain"
+    api_server: str | None = Field(None, description="the API server's URL (e.g. `kubectl proxy`'s); default: the "
+                                                     "in-cluster service account, else ~/.kube/config")
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+            raise ValueError(f"not a DNS-1123 label: {v!r}")
+        return v
+
+
 class RetrainConfig(_Frozen):
     """Retraining of one model when an incident's analysis asks for it (README "Retraining")."""
 
     enabled: bool = Field(False, description="launch a job when an analysis' actions include retrain")
-    launcher: Literal["local", "command"] = "local"  # kubernetes: agent.retrain.kubernetes_launcher, not yet configurable here
+    launcher: Literal["local", "command", "kubernetes"] = "local"
+    kubernetes: KubernetesLauncherConfig | None = Field(None, description="the kubernetes launcher's Job "
+                                                                          "(launcher: kubernetes)")
     command: list[str] = Field(default_factory=list, description="the command launcher's argv ({snapshot}, "
                                                                  "{manifest}, {output} are filled in)")
     cooldown_s: float = Field(3600.0, ge=0, description="seconds after a job ends before the next may start")
@@ -168,6 +201,16 @@ class RetrainConfig(_Frozen):
     epochs: int | None = Field(None, ge=1, description="the local trainer's epoch budget (default: its own)")
     traffic_max_age_s: float | None = Field(7 * 86400.0, gt=0, description="labelled traffic kept, by event age")
     traffic_max_bytes: int | None = Field(2 * 1024**3, ge=1, description="labelled traffic kept, by bytes on disk")
+
+    @model_validator(mode="after")
+    def _launcher_settings(self) -> RetrainConfig:
+        if self.launcher == "command" and not self.command:
+            raise ValueError("the command launcher needs a command (retrain.command: [argv, ...])")
+        if self.launcher == "kubernetes" and self.kubernetes is None:
+            object.__setattr__(self, "kubernetes", KubernetesLauncherConfig())
+        if self.launcher != "kubernetes" and self.kubernetes is not None:
+            raise ValueError(f"retrain.kubernetes is set but retrain.launcher is {self.launcher!r}")
+        return self
 
 
 class ModelConfig(_Frozen):

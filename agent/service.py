@@ -295,22 +295,16 @@ class Agent:
 
     def _retrainer(self) -> Any:
         """The job manager (its launchers, the model registry) and the controller that feeds it."""
-        from agent.retrain.controller import RetrainController
+        from agent.retrain.controller import RetrainController, launchers_for
         from agent.retrain.jobs import JobManager
-        from agent.retrain.launchers import CommandLauncher, LocalLauncher
         from agent.retrain.registry import ModelRegistry
 
         cfg = self.config
-        launchers: dict[str, Any] = {"local": LocalLauncher()}
-        for name, m in cfg.models.items():
-            if m.retrain.launcher == "command":
-                if not m.retrain.command:
-                    raise ValueError(f"models.{name}.retrain.command: the command launcher needs a command")
-                launchers[f"command:{name}"] = CommandLauncher(m.retrain.command)
+        enabled = {n: m for n, m in cfg.models.items() if m.retrain.enabled}
+        launchers = launchers_for(enabled, cfg.state_dir)
         state = Path(cfg.state_dir)
         jobs = JobManager(state, launchers, ModelRegistry(state), default_launcher="local",
                           cooldown_s=max(m.retrain.cooldown_s for m in cfg.models.values()))
-        enabled = {n: m for n, m in cfg.models.items() if m.retrain.enabled}
         ctl = RetrainController(state, enabled, {n: self.monitors[n] for n in enabled}, self.incidents, jobs)
         ctl.start()
         return ctl

@@ -30,10 +30,31 @@ from agent.retrain.dataset import DatasetSpec, build_dataset
 from agent.retrain.jobs import JobManager, JobRefused
 from agent.retrain.traffic import TrafficStore
 
-__all__ = ["RetrainController"]
+__all__ = ["RetrainController", "launchers_for", "launcher_name"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
+
+
+def launcher_name(model: str, cfg: ModelConfig) -> str:
+    """The key of a model's launcher in :func:`launchers_for`'s mapping."""
+    return "local" if cfg.retrain.launcher == "local" else f"{cfg.retrain.launcher}:{model}"
+
+
+def launchers_for(models: Mapping[str, ModelConfig], state_dir: str | Path) -> dict[str, Any]:
+    """The launchers these models' ``retrain`` blocks name: one shared ``local``, one ``command``
+    or ``kubernetes`` launcher per model that asks for one."""
+    from agent.retrain.launchers import CommandLauncher, LocalLauncher
+
+    out: dict[str, Any] = {"local": LocalLauncher()}
+    for name, m in models.items():
+        if m.retrain.launcher == "command":
+            out[launcher_name(name, m)] = CommandLauncher(m.retrain.command)
+        elif m.retrain.launcher == "kubernetes":
+            from agent.retrain.kubernetes_launcher import launcher_from_config
+
+            out[launcher_name(name, m)] = launcher_from_config(m.retrain.kubernetes, state_dir)
+    return out
 
 
 class RetrainController:
@@ -153,8 +174,7 @@ class RetrainController:
         if cfg.retrain.epochs:
             train["config"] = {"epochs": cfg.retrain.epochs}
         try:
-            launcher = "local" if cfg.retrain.launcher == "local" else f"command:{model}"
-            rec = self.jobs.submit(model, out_dir, incident=incident_id, launcher=launcher, train=train,
+            rec = self.jobs.submit(model, out_dir, incident=incident_id, launcher=launcher_name(model, cfg), train=train,
                                    timeout_s=cfg.retrain.timeout_s, force=force)
         except JobRefused as e:
             out = {"status": "refused", "reason": str(e), "snapshot": str(out_dir)}

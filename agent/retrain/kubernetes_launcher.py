@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from agent.retrain.launchers import DuplicateJob, JobSpec, JobState, LaunchError, format_args
 
-__all__ = ["KubernetesOptions", "KubernetesLauncher", "job_name", "build_job", "job_manifest"]
+__all__ = ["KubernetesOptions", "KubernetesLauncher", "job_name", "build_job", "job_manifest", "launcher_from_config"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 63
@@ -277,3 +277,18 @@ class KubernetesLauncher:
     def reattach(self, job: JobSpec, ref: Mapping[str, Any]) -> _KubernetesHandle | None:
         name = ref.get("name") or job_name(job.model, job.incident or job.id, self.options.name_prefix)
         return _KubernetesHandle(self, job, str(name))
+
+
+def launcher_from_config(cfg: Any, state_dir: str | Path) -> KubernetesLauncher:
+    """The launcher a model's ``retrain.kubernetes`` block (:class:`agent.config.KubernetesLauncherConfig`)
+    describes. Paths under the agent's ``state_dir`` map onto ``mount_path`` in the Job."""
+    fields = cfg.model_dump()
+    api_server = fields.pop("api_server")
+    fields["state_dir"] = fields["state_dir"] or str(state_dir)
+    api_client = None
+    if api_server:
+        k8s = _k8s()
+        conf = k8s.Configuration()
+        conf.host = api_server.rstrip("/")
+        api_client = k8s.ApiClient(conf)
+    return KubernetesLauncher(KubernetesOptions(**fields), api_client=api_client)

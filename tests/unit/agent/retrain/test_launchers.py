@@ -367,3 +367,42 @@ def test_the_manager_refuses_a_duplicate_and_reattaches_a_kubernetes_job(tmp_pat
     assert m2.counts() == {("car-loan", "succeeded"): 1, ("car-loan", "failed"): 1}
     job = build_job(spec(tmp_path), OPTS)
     assert isinstance(job, k8s.V1Job) and job.spec.template.spec.tolerations[0].key == "nvidia.com/gpu"
+
+
+# --------------------------------------------------------------------------------- from the YAML
+
+def _model(tmp_path: Path, retrain: dict[str, Any]) -> dict[str, Any]:
+    ref = tmp_path / "ref.csv"
+    ref.write_text("x,y\n1,0\n2,1\n")
+    return {"state_dir": str(tmp_path / "state"),
+            "models": {"car-loan": {"task": "binary_classification", "reference": str(ref), "target": "y",
+                                    "retrain": retrain}}}
+
+
+def test_a_yaml_kubernetes_block_builds_the_launcher_the_controller_uses(tmp_path: Path, api: FakeJobsApi,
+                                                                         httpserver: HTTPServer) -> None:
+    from agent.config import ConfigError, build_config
+    from agent.retrain.controller import launcher_name, launchers_for
+
+    cfg = build_config(_model(tmp_path, {"enabled": True, "launcher": "kubernetes", "kubernetes": {
+        "image": "registry.example/retrain:2-cuda", "namespace": "ml", "gpus": 2, "volume_claim": "dw-state",
+        "service_account": "driftwarden-retrain", "api_server": httpserver.url_for("/")}}))
+    m = cfg.models["car-loan"]
+    launchers = launchers_for(cfg.models, cfg.state_dir)
+    assert launcher_name("car-loan", m) == "kubernetes:car-loan" and set(launchers) == {"local", "kubernetes:car-loan"}
+    handle = launchers["kubernetes:car-loan"].launch(spec(tmp_path))
+    pod = api.created[0]["spec"]["template"]["spec"]
+    assert handle.name == job_name("car-loan", "inc-7") and api.created[0]["metadata"]["namespace"] == "ml"
+    assert pod["containers"][0]["image"] == "registry.example/retrain:2-cuda"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["serviceAccountName"] == "driftwarden-retrain"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "dw-state"
+
+    defaults = build_config(_model(tmp_path, {"launcher": "kubernetes"})).models["car-loan"].retrain.kubernetes
+    assert defaults is not None and defaults.image == "driftwarden/retrain:0.1.0-cuda" and defaults.gpus == 1
+    for bad, key in (({"launcher": "kubernetes", "kubernetes": {"namespace": "Bad_NS"}}, "namespace"),
+                     ({"launcher": "local", "kubernetes": {"image": "x"}}, "retrain.launcher is 'local'"),
+                     ({"launcher": "command"}, "needs a command"),
+                     ({"launcher": "kubernetes", "kubernetes": {"gpu": 1}}, "gpu")):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            build_config(_model(tmp_path, bad))
