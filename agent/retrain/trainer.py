@@ -33,12 +33,11 @@ algorithms on for the duration of the call).
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -48,171 +47,16 @@ from torch import nn
 
 from agent.retrain import gates as G
 from agent.retrain.tabular import (Batch, ModuleFactory, ModuleSpec, Preprocessor, Split, TabularMLP, TabularSchema,
-                                   Task, TrainedModel, output_bias, predict_encoded, task_loss)
+                                   TrainedModel, output_bias, predict_encoded)
+from agent.retrain.train_config import TrainConfig
+from agent.retrain.train_loop import _fit, _grad_norm, _loss, _Run, _Stop
+from agent.retrain.train_report import EpochRecord, TrainReport, TrainResult
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainReport", "TrainResult", "Progress", "BatchHook", "InitFn", "train"]
 
 Progress = Callable[[int, int, Mapping[str, float]], None]   # (epoch, total epochs, metrics)
 BatchHook = Callable[[int, Batch], Batch]                     # (global step, batch) -> batch
 InitFn = Callable[[nn.Module], None]                          # re-initialises a fresh module in place
-
-
-@dataclass(frozen=True, slots=True)
-class TrainConfig:
-    """Hyperparameters and gate thresholds (each gate's threshold is named after it)."""
-
-    seed: int = 0
-    hidden: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    epochs: int = 30
-    batch_size: int = 512
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    patience: int = 4
-    min_delta: float = 1e-4
-    val_fraction: float = 0.2
-    amp: bool = True                       # autocast on CUDA; the CPU is always float32
-    cpu_threads: int = 1                   # torch and BLAS threads during the call (0: leave as set)
-    min_train_rows: int = 50               # data.shapes
-    normalised_tolerance: float = 0.05     # data.normalised
-    alignment_margin: float = 0.02         # data.label_alignment: 1 - loss / loss on permuted labels
-    alignment_permutations: int = 2
-    init_loss_tolerance: float = 0.25      # init.loss: |loss0 - chance| / chance
-    gradcheck: bool = True                 # grad.check
-    gradcheck_rows: int = 4
-    overfit_rows: int = 32                 # overfit.one_batch
-    overfit_steps: int = 500
-    overfit_lr: float = 1e-2
-    overfit_target: float = 0.01
-    grad_explode_factor: float = 100.0     # train.grad_norm: step norm / step-0 norm
-    loss_check_epochs: int = 3             # train.loss_decreasing: epoch-k loss / step-0 loss
-    loss_decrease_ratio: float = 0.99
-    baseline_margin: float = 0.0           # baseline
-    bootstrap_resamples: int = 2000        # champion
-    confidence: float = 0.95
-    segment_margin: float = 0.02
-    min_segment_rows: int = 200
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        positive = ("epochs", "batch_size", "lr", "patience", "min_train_rows", "alignment_permutations",
-                    "gradcheck_rows", "overfit_rows", "overfit_steps", "overfit_lr", "overfit_target",
-                    "grad_explode_factor", "loss_check_epochs", "loss_decrease_ratio", "bootstrap_resamples")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("cpu_threads", "weight_decay", "min_delta", "normalised_tolerance", "init_loss_tolerance",
-                     "segment_margin", "min_segment_rows"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("val_fraction", "confidence"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class EpochRecord:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    grad_norm_mean: float
-    grad_norm_max: float
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class TrainReport:
-    task: Task
-    gates: tuple[G.Gate, ...]
-    failed_gate: str | None        # the first gate that failed, None when all passed
-    healthy: bool                  # every gate before the champion comparison passed
-    promote: bool                  # healthy and the champion gate passed
-    rows: dict[str, int]
-    metrics: dict[str, float]
-    history: tuple[EpochRecord, ...]
-    step_grad_norms: tuple[float, ...]
-    comparison: G.ChampionComparison | None
-    timings: dict[str, float]
-    environment: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "verdict": self.verdict, "healthy": self.healthy, "promote": self.promote,
-                "failed_gate": self.failed_gate, "gates": [g.to_dict() for g in self.gates],
-                "rows": self.rows, "metrics": {k: G.json_float(v) for k, v in self.metrics.items()},
-                "history": [{k: G.json_float(v) if isinstance(v, float) else v for k, v in asdict(e).items()}
-                            for e in self.history],
-                "step_grad_norms": [G.json_float(v) for v in self.step_grad_norms],
-                "comparison": None if self.comparison is None else self.comparison.to_dict(),
-                "timings": self.timings, "environment": self.environment}
-
-    @property
-    def verdict(self) -> str:
-        return "promote" if self.promote else ("reject" if self.healthy else "failed")
-
-    def summary(self) -> str:
-        env, m = self.environment, self.metrics
-        lines = [f"training report: {self.task} model on {env['device']} ({env['precision']}), seed {env['seed']}, "
-                 f"torch {env['torch']}",
-                 "rows: " + ", ".join(f"{k} {v}" for k, v in self.rows.items())]
-        width = max([len(g.name) for g in self.gates] + [4])
-        lines.append(f"{'gate':<{width}}  result  {'figure':>10}  {'threshold':>10}  detail")
-        for g in self.gates:
-            fig = "-" if g.figure is None else f"{g.figure:.4g}"
-            thr = "-" if g.threshold is None else f"{g.threshold:.4g}"
-            lines.append(f"{g.name:<{width}}  {'PASS' if g.passed else 'FAIL':<6}  {fig:>10}  {thr:>10}  {g.detail}")
-        if self.history:
-            best = m.get("best_epoch")
-            per_epoch = sum(e.seconds for e in self.history) / len(self.history)
-            lines.append(f"training: {len(self.history)} epochs (best {best}), {per_epoch:.3f} s/epoch, "
-                         f"total {self.timings.get('total', 0.0):.2f} s")
-        failed = next((g for g in self.gates if not g.passed), None)
-        if self.promote:
-            lines.append("HEALTHY: promote the challenger")
-        elif self.healthy:
-            lines.append(f"HEALTHY, NOT PROMOTED (the champion stays): {failed.name if failed else 'champion'}: "
-                         f"{failed.detail if failed else ''}")
-        else:
-            lines.append(f"FAILED at {failed.name}: {failed.detail}" if failed else "FAILED")
-        return "\n".join(lines)
-
-
-@dataclass(slots=True)
-class TrainResult:
-    model: TrainedModel | None     # None when the run stopped before training finished
-    report: TrainReport
-
-
-class _Stop(Exception):
-    pass
-
-
-class _Run:
-    """The state of one call: gates so far, timings, history."""
-
-    def __init__(self) -> None:
-        self.gates: list[G.Gate] = []
-        self.timings: dict[str, float] = {}
-        self.history: list[EpochRecord] = []
-        self.norms: list[float] = []
-        self.metrics: dict[str, float] = {}
-        self.rows: dict[str, int] = {}
-        self.comparison: G.ChampionComparison | None = None
-        self.model: TrainedModel | None = None
-
-    def check(self, gate: G.Gate) -> None:
-        self.gates.append(gate)
-        if not gate.passed:
-            raise _Stop(gate.name)
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t, 4)
 
 
 @contextmanager
@@ -427,112 +271,3 @@ def _run(run: _Run, frame: pd.DataFrame, holdout: pd.DataFrame, schema: TabularS
                             "improvement_low": c.improvement.low * scale,
                             "improvement_high": c.improvement.high * scale})
         run.check(G.champion_gate(c, scale))
-
-
-@torch.no_grad()
-def _loss(module: nn.Module, task: Task, batch: Batch) -> float:
-    was = module.training
-    module.eval()
-    value = float(batch.loss(module, task))
-    module.train(was)
-    return value
-
-
-def _grad_norm(module: nn.Module, batch: Batch, task: Task) -> float:
-    module.eval()
-    module.zero_grad(set_to_none=True)
-    batch.loss(module, task).backward()
-    norm = float(torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None]))
-    module.zero_grad(set_to_none=True)
-    module.train()
-    return norm
-
-
-def _fit(run: _Run, module: nn.Module, task: Task, cfg: TrainConfig, dev: torch.device,
-         amp_dtype: torch.dtype | None, train_all: Batch, val_all: Batch, init_loss: float, init_val: float,
-         reference: float, on_batch: BatchHook | None, progress: Progress | None) -> None:
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-    n = len(train_all.target)
-    check_epoch = min(cfg.loss_check_epochs, cfg.epochs)
-    best_val, best_epoch, best_state, bad, step, skipped = math.inf, 0, None, 0, 0, 0
-    fault: str | None = None
-    exploded: str | None = None
-    stopped = False
-    module.train()
-    for epoch in range(1, cfg.epochs + 1):
-        t = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(dev)
-        total, mass, epoch_norms = 0.0, 0.0, []
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            b = Batch(train_all.numeric[idx], train_all.categorical[idx], train_all.target[idx], train_all.weight[idx])
-            if on_batch is not None:
-                b = on_batch(step, b)
-            step += 1
-            with (torch.autocast(device_type=dev.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()):
-                out = module(b.numeric, b.categorical)
-            loss = task_loss(task, out, b.target, b.weight)
-            value = loss.item()
-            if not math.isfinite(value):
-                fault = f"non-finite loss {value} at epoch {epoch}, step {step}"
-                break
-            opt.zero_grad(set_to_none=True)
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            if scaler is not None:
-                scaler.unscale_(opt)
-            norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
-            if not math.isfinite(norm):
-                if scaler is None or skipped >= 20:
-                    fault = f"non-finite gradient norm at epoch {epoch}, step {step}"
-                    break
-                skipped += 1            # fp16 overflow: the scaler skips the step and lowers its scale
-                scaler.step(opt)
-                scaler.update()
-                continue
-            skipped = 0
-            run.norms.append(norm)
-            epoch_norms.append(norm)
-            if norm > cfg.grad_explode_factor * reference:
-                exploded = f"epoch {epoch}, step {step} (norm {norm:.4g})"
-                break
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            m = float(b.weight.sum())
-            total += value * m
-            mass += m
-        if fault is not None or exploded is not None:
-            break
-        val = _loss(module, task, val_all)
-        train_loss = total / mass if mass > 0 else math.nan
-        run.history.append(EpochRecord(epoch, train_loss, val, float(np.mean(epoch_norms)) if epoch_norms else math.nan,
-                                       max(epoch_norms, default=math.nan), round(time.perf_counter() - t, 4)))
-        if progress is not None:
-            progress(epoch, cfg.epochs, {"train_loss": train_loss, "val_loss": val,
-                                         "grad_norm_max": run.history[-1].grad_norm_max})
-        if val < best_val - cfg.min_delta:
-            best_val, best_epoch, bad = val, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        else:
-            bad += 1
-        if epoch == check_epoch and not G.loss_decrease_gate(init_loss, train_loss, epoch,
-                                                             cfg.loss_decrease_ratio).passed:
-            break
-        if bad >= cfg.patience:
-            stopped = True
-            break
-    max_norm = max(run.norms, default=0.0)
-    run.check(G.nonfinite_gate(fault, step))
-    run.check(G.grad_norm_gate(max_norm, reference, cfg.grad_explode_factor, exploded))
-    checked = run.history[min(check_epoch, len(run.history)) - 1] if run.history else None
-    run.check(G.loss_decrease_gate(init_loss, checked.train_loss if checked else math.nan,
-                                   checked.epoch if checked else 0, cfg.loss_decrease_ratio))
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    run.metrics.update(best_epoch=best_epoch, best_val_loss=best_val, epochs_run=len(run.history), steps=step)
-    run.check(G.early_stopping_gate(init_val, best_val, best_epoch, len(run.history), stopped))
