@@ -308,7 +308,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo.run import run_demo
 
-    return run_demo(duration_s=args.duration, port=args.port, rate=args.rate, state_dir=Path(args.state_dir))
+    return run_demo(duration_s=args.duration, port=args.port, rate=args.rate, state_dir=Path(args.state_dir),
+                    retrain=not args.no_retrain, with_prometheus=args.with_prometheus)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics")
     d.add_argument("--rate", type=float, default=1000.0, help="simulated predictions per second")
     d.add_argument("--state-dir", default="./demo-state")
+    d.add_argument("--with-prometheus", action="store_true",
+                   help="also run Prometheus and Alertmanager on loopback (scripts/setup.sh installs them): "
+                        "the shipped rules fire and Alertmanager's webhook reaches the agent")
+    d.add_argument("--no-retrain", action="store_true", help="watch and analyse only; launch no retraining job")
     d.set_defaults(func=cmd_demo)
 
     pr = sub.add_parser("profile", help="infer and print the schema of a reference data set")

@@ -195,7 +195,8 @@ class RetrainConfig(_Frozen):
                                                                  "{manifest}, {output} are filled in)")
     cooldown_s: float = Field(3600.0, ge=0, description="seconds after a job ends before the next may start")
     timeout_s: float = Field(3600.0, gt=0, description="a job running longer is killed and failed")
-    min_rows: int = Field(1000, ge=50, description="labelled recent rows a dataset needs")
+    min_rows: int = Field(1000, ge=50, description="labelled rows since the incident's first window a dataset "
+                                                     "needs (the job waits for them)")
     holdout_share: float = Field(0.2, gt=0, lt=1)
     min_support: int = Field(50, ge=1, description="rows each segment the analysis named gets in train")
     epochs: int | None = Field(None, ge=1, description="the local trainer's epoch budget (default: its own)")

@@ -42,13 +42,43 @@ def _summary(agent, sim, started: float) -> str:  # noqa: ANN001 - Agent, Servin
     return line
 
 
+def _lift(metrics: dict) -> str:  # noqa: ANN001 - a job's metrics
+    """'holdout roc_auc 0.681 (served) -> 0.742, +0.061 [+0.048, +0.075]' from the trainer's metrics."""
+    served = next((k for k in metrics if k.startswith("holdout_champion_")), None)
+    if served is None or "improvement" not in metrics:
+        return ""
+    name = served.removeprefix("holdout_champion_")
+    return (f"holdout {name} {metrics[served]:.3f} (served) -> {metrics.get('holdout_' + name, float('nan')):.3f}, "
+            f"{metrics['improvement']:+.3f} [{metrics['improvement_low']:+.3f}, {metrics['improvement_high']:+.3f}]")
+
+
+def _alert_path(agent_port: int, state_dir: Path, say) -> list:  # noqa: ANN001 - say: Callable[[str], None]
+    """Alertmanager and Prometheus on loopback, with the shipped rules and route: the alert path a
+    deployment has, Prometheus -> Alertmanager -> POST /alerts."""
+    from agent.demo.monitoring import Alertmanager, Prometheus, alertmanager_config, fast_rules
+
+    hook = f"http://127.0.0.1:{agent_port}/alerts"
+    am = Alertmanager(hook, config=alertmanager_config(hook, None)).start()   # the demo's agent has no token
+    try:
+        prom = Prometheus([f"127.0.0.1:{agent_port}"], rule_files=[fast_rules(state_dir / "rules.yml")],
+                          alertmanager=am.address, scrape_interval="2s", evaluation_interval="2s").start()
+    except BaseException:
+        am.stop()
+        raise
+    say(f"  Prometheus {prom.url} (deploy/prometheus/rules.yml, every 'for' at 0 s) -> Alertmanager {am.url}"
+        f" (deploy/alertmanager/alertmanager.yml) -> {hook}")
+    return [am, prom]
+
+
 def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 1000.0, state_dir: Path = Path("./demo-state"),
-             window: int = 5000, drift_after_s: float = 60.0, out: TextIO = sys.stdout) -> int:
+             window: int = 5000, drift_after_s: float = 60.0, out: TextIO = sys.stdout, retrain: bool = True,
+             with_prometheus: bool = False) -> int:
     from agent.ingest.kafka_python import KafkaProducerSink
     from agent.config import build_config
     from agent.ingest.embedded import EmbeddedBroker
     from agent.service import Agent
-    from agent.demo.serving import ServingSimulator, build_reference, make_dataset, train_model
+    from agent.demo.serving import PromotedModel, ServingSimulator, build_reference, make_dataset, train_model
+    from agent.retrain.registry import ModelRegistry
 
     def say(msg: str) -> None:
         print(msg, file=out, flush=True)
@@ -71,16 +101,23 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
         "state_dir": str(state_dir / "agent"),
         "models": {MODEL: {
             "task": "binary_classification", "reference": str(reference_path), "target": "repaid",
-            "prediction": "y_pred", "score": "y_pred_proba", "window": {"size": window},
-            "segments": ["employment", "region"]}},
+            "prediction": "y_pred", "score": "y_pred_proba",
+            # labels come 3 s late: a window is final (and stored for retraining) 4 windows on
+            "window": {"size": window, "label_retention": 4},
+            "segments": ["employment", "region"],
+            # One job per run: min_rows of labelled traffic, a short epoch budget on the CPU.
+            "retrain": {"enabled": retrain, "min_rows": 5 * window, "epochs": 20, "cooldown_s": 3600, "timeout_s": 600}}},
     })
     agent = Agent(cfg)
     stop = threading.Event()
     sim_thread: threading.Thread | None = None
     sink = None
+    services: list = []  # Prometheus, Alertmanager: stopped in reverse
     try:
         agent.start()
         say(f"  agent serving http://127.0.0.1:{agent.http.port}/metrics (also /healthz, /readyz, /windows)")
+        if with_prometheus:
+            services = _alert_path(agent.http.port, state_dir, say)
         sink = KafkaProducerSink(broker.bootstrap)
         sim = ServingSimulator(model, sink, cfg.kafka.predictions_topic, cfg.kafka.labels_topic, model_name=MODEL,
                                rate=rate, label_delay_s=3.0, label_share=0.9, drift_after=int(rate * drift_after_s),
@@ -94,6 +131,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
             signal.signal(sig, lambda *_: stop.set())
         last = 0.0
         told: dict[str, str] = {}
+        retrain_told: dict[str, str] = {}
         base = f"http://127.0.0.1:{agent.http.port}"
 
         def tell_incidents() -> None:
@@ -115,6 +153,39 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
                 elif state == "failed":
                     say(f"  ! analysis of {inc['id']} failed: {rca.get('reason')}")
                 told[inc["id"]] = state
+            for inc in agent.incidents.get("")[1]:
+                r = inc.get("retrain") or {}
+                if r.get("status") in ("waiting", "refused", "failed") and retrain_told.get(inc["id"]) != r["status"]:
+                    retrain_told[inc["id"]] = r["status"]
+                    say(f"  ~ retraining for {inc['id']} {r['status']}: {r.get('reason')}")
+
+        registry = ModelRegistry(cfg.state_dir)
+        jobs_told: dict[str, str] = {}
+
+        def tell_jobs() -> None:
+            """Each retraining job when it starts and when it ends; a promoted version is loaded
+            by the serving stack, as a real one watching the registry's pointer would."""
+            for job in reversed(agent.retrain.jobs.list()[1]):
+                status = job["status"]
+                if jobs_told.get(job["id"]) == status:
+                    continue
+                jobs_told[job["id"]] = status
+                if status in ("pending", "running"):
+                    say(f"  ~ retraining job {job['id']} for {job['incident']} is {status}: {base}/jobs/{job['id']}")
+                    continue
+                _, rec = agent.retrain.jobs.get(job["id"])
+                gates = rec.get("gates") or []
+                passed = sum(1 for g in gates if g.get("passed"))
+                lift = _lift(rec.get("metrics") or {})
+                say(f"  ~ job {job['id']} {status}: {passed}/{len(gates)} gates passed, verdict {rec.get('verdict')}"
+                    + (f", failed gate {rec['failed_gate']}" if rec.get("failed_gate") else "")
+                    + (f"; {lift}" if lift else "")
+                    + (f"; version {rec['version']} promoted" if rec.get("promoted") else
+                       f"; reason: {rec.get('reason')}" if rec.get("reason") else ""))
+            promoted = registry.promoted(MODEL)
+            if promoted is not None and promoted != sim.model_version:
+                sim.swap(PromotedModel(registry.load(MODEL, promoted), promoted))
+                say(f"  ~ serving stack reloaded {MODEL} version {promoted} from {registry.path(MODEL, promoted)}")
 
         def until() -> bool:
             nonlocal last
@@ -123,6 +194,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
                 last = now
                 say(_summary(agent, sim, started))
                 tell_incidents()
+                tell_jobs()
             if duration_s is not None and now - started >= duration_s:
                 stop.set()
             return stop.is_set()
@@ -135,6 +207,8 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
             sim_thread.join(timeout=10)
         if sink is not None:
             sink.close()
+        for svc in reversed(services):
+            svc.stop()
         agent.stop()
         broker.stop()
     say(f"stopped cleanly; window verdicts in {state_dir / 'agent' / 'windows'}")

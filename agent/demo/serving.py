@@ -34,6 +34,7 @@ __all__ = [
     "FEATURES",
     "NUMERIC",
     "TARGET",
+    "PromotedModel",
     "ServingModel",
     "ServingSimulator",
     "Sink",
@@ -183,6 +184,21 @@ class ServingModel:
         return (self.predict_proba(frame) >= self.threshold).astype(np.int64)
 
 
+class PromotedModel:
+    """A version from the agent's model registry, served in place of the start-up model: what a
+    real serving stack does when it watches the registry's promoted pointer."""
+
+    threshold: float = 0.5
+
+    def __init__(self, trained: Any, version: str) -> None:  # agent.retrain.tabular.TrainedModel
+        self.trained = trained
+        self.version = str(version)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        with _one_thread():
+            return np.asarray(self.trained.predict(frame[list(FEATURES)]), dtype=np.float64)
+
+
 def train_model(
     frame: pd.DataFrame, seed: int = 0, epochs: int = 15, *, batch_size: int = 1024, lr: float = 1e-2
 ) -> ServingModel:
@@ -275,7 +291,7 @@ class ServingSimulator:
 
     def __init__(
         self,
-        model: ServingModel,
+        model: ServingModel | PromotedModel,
         sink: Sink,
         predictions_topic: str,
         labels_topic: str,
@@ -305,12 +321,12 @@ class ServingSimulator:
             raise ValueError(f"drift_ramp must be >= 0, got {drift_ramp}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model
+        self._served: tuple[ServingModel | PromotedModel, str] = (
+            model, model.version if model_version is None else model_version)
         self.sink = sink
         self.predictions_topic = predictions_topic
         self.labels_topic = labels_topic
         self.model_name = model_name
-        self.model_version = model.version if model_version is None else model_version
         self.rate = float(rate)
         self.label_delay_s = float(label_delay_s)
         self.label_share = float(label_share)
@@ -330,6 +346,19 @@ class ServingSimulator:
     @property
     def pending_labels(self) -> int:
         return sum(len(p.ids) - p.start for p in self._pending)
+
+    def swap(self, model: ServingModel | PromotedModel) -> None:
+        """Serve `model` from the next batch on (called from another thread: a batch reads the
+        model once, so none is scored half by one model and half by the other)."""
+        self._served = (model, model.version)
+
+    @property
+    def model(self) -> ServingModel | PromotedModel:
+        return self._served[0]
+
+    @property
+    def model_version(self) -> str:
+        return self._served[1]
 
     def drift_at(self, index: np.ndarray) -> np.ndarray:
         """Drift level of the records with these 0-based sequence numbers."""
@@ -384,13 +413,14 @@ class ServingSimulator:
         seq = self.sent_predictions + np.arange(b)
         drift = self.drift_at(seq)
         frame = _generate(self._data_rng, drift)
-        proba = self.model.predict_proba(frame)
-        pred = (proba >= self.model.threshold).astype(np.int64)
+        served, version = self._served
+        proba = served.predict_proba(frame)
+        pred = (proba >= served.threshold).astype(np.int64)
         ids = [f"{self.id_prefix}-{i}" for i in seq.tolist()]
         stamps = _rfc3339(event_t + wall0)
         columns = [frame[name].tolist() for name in FEATURES]
         send, topic = self.sink.send, self.predictions_topic
-        model, version = self.model_name, self.model_version
+        model = self.model_name
         for i, (pid, ts, p, s, *values) in enumerate(
             zip(ids, stamps, pred.tolist(), np.round(proba, 6).tolist(), *columns)
         ):

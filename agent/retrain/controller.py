@@ -4,11 +4,12 @@ Lifecycle: :meth:`RetrainController.on_final` (ingest thread) appends each windo
 retention to the labelled-traffic store (idempotent by window id: a replay after a crash neither
 loses nor repeats a window); :meth:`tick` (ingest thread, between batches) picks incidents whose
 analysis is done and asks to retrain, once each, and queues them; one daemon thread builds the
-dataset snapshot (reference + recent traffic, importance-weighted, the analysis' segments covered,
+dataset snapshot (the reference + the stored traffic of the incident's own windows, importance-weighted, the analysis' segments covered,
 its label-noise suspects excluded, the newest rows held out) and submits the job to the
 :class:`~agent.retrain.jobs.JobManager`, whose launchers run it and whose registry keeps the
 version (promoted only when the champion gate passed). What happened is on the incident:
-``retrain: {status: queued|submitted|refused|failed, job?, reason?}``.
+``retrain: {status: queued|waiting|submitted|refused|failed, job?, reason?}`` (``waiting``: fewer than
+``retrain.min_rows`` labelled rows since the incident's first window are stored yet; retried).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ class RetrainController:
     """Labelled traffic in, retraining jobs out, for every model of one agent."""
 
     def __init__(self, state_dir: Path, models: Mapping[str, ModelConfig], monitors: Mapping[str, ModelMonitor],
-                 incidents: IncidentStore, jobs: JobManager) -> None:
+                 incidents: IncidentStore, jobs: JobManager, *, retry_s: float = 10.0) -> None:
         self.state_dir = Path(state_dir)
+        self.retry_s = retry_s
         self.models = dict(models)
         self.monitors = dict(monitors)
         self.incidents = incidents
@@ -111,7 +113,10 @@ class RetrainController:
         for inc in self.incidents.rca_done():
             model = str(inc.get("model"))
             cfg = self.models.get(model)
-            if cfg is None or not cfg.retrain.enabled or inc["id"] in self._taken or inc.get("retrain"):
+            if cfg is None or not cfg.retrain.enabled or inc["id"] in self._taken:
+                continue
+            done = inc.get("retrain")
+            if done and not (done.get("status") == "waiting" and time.time() >= float(done.get("retry_at", 0.0))):
                 continue
             actions = [a for a in inc["rca"].get("actions", []) if a.get("action") == "retrain"]
             if not actions:
@@ -122,7 +127,8 @@ class RetrainController:
             except queue.Full:
                 self._taken.discard(inc["id"])
                 continue
-            self.incidents.set_field(inc["id"], "retrain", {"status": "queued", "at": time.time()})
+            self.incidents.set_field(inc["id"], "retrain", {"status": "queued", "at": time.time(),
+                                                            **({"waited": done["reason"]} if done else {})})
             queued += 1
         return queued
 
@@ -134,7 +140,9 @@ class RetrainController:
                 return
             incident_id, model, action = item
             try:
-                self.launch(incident_id, model, action)
+                out = self.launch(incident_id, model, action)
+                if out["status"] == "waiting":
+                    self._taken.discard(incident_id)   # tick queues it again at retry_at
             except Exception as e:  # noqa: BLE001 - one incident's job fails, the agent goes on
                 log.exception("retraining for %s failed", incident_id)
                 self.incidents.set_field(incident_id, "retrain", {"status": "failed", "reason": f"{type(e).__name__}: {e}"})
@@ -159,11 +167,20 @@ class RetrainController:
         cfg = self.models[model]
         mon = self.monitors[model]
         recent = self.traffic[model].read()
-        if len(recent) < cfg.retrain.min_rows:
-            out = {"status": "refused", "reason": f"{len(recent)} labelled rows stored, retrain.min_rows is "
-                                                  f"{cfg.retrain.min_rows}"}
+        status, inc = self.incidents.get(incident_id)
+        first = inc.get("first_window") if status == 200 else None
+        since = len(recent) if first is None else int((recent[WINDOW] >= int(first)).sum())
+        if since < cfg.retrain.min_rows:
+            # Retraining on the traffic from before the incident would relearn what broke: wait for
+            # the incident's own windows to leave label retention (the incident's tick retries).
+            out = {"status": "waiting", "at": time.time(), "retry_at": time.time() + self.retry_s,
+                   "reason": f"{since} labelled rows stored" + (f" since window {first} (the incident's first)"
+                                                                if first is not None else "")
+                             + f", retrain.min_rows is {cfg.retrain.min_rows}"}
             self.incidents.set_field(incident_id, "retrain", out)
             return out
+        if first is not None:
+            recent = recent[recent[WINDOW] >= int(first)].reset_index(drop=True)
         recent["id"] = recent["id"].astype(str)
         keep = [c for c in mon.ref.frame.columns if c in recent.columns and c not in ("id", "timestamp")]
         reference = mon.ref.frame[keep]

@@ -29,6 +29,7 @@ from agent.config import build_config
 from agent.ingest.replay import ReplaySpec, prediction_records, replay
 from agent.service import Agent
 from tests.support.data import data_file
+from agent.demo.monitoring import alertmanager_config, fast_rules
 from tests.support.services import Alertmanager, Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,29 +58,13 @@ def call(port: int, method: str, path: str, body: bytes | None = None, token: st
         return e.code, json.loads(e.read() or b"null")
 
 
-def fast_rules(dst: Path) -> Path:
-    """rules.yml with every alert's `for` at 0s (what fires, fires at the next evaluation)."""
-    doc = yaml.safe_load(RULES.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            if "alert" in rule:
-                rule["for"] = "0s"
-    dst.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dst
-
-
 def alertmanager_for(agent_port: int, token_file: Path) -> Alertmanager:
     """The shipped alertmanager.yml, pointed at this agent, with 1 s group timers."""
-    am = Alertmanager(f"http://127.0.0.1:{agent_port}/alerts")
     doc = yaml.safe_load(AM_CONFIG.read_text())
-    doc["route"].update(group_wait="1s", group_interval="1s")
     hooks = [w for r in doc["receivers"] if r["name"] == doc["route"]["receiver"] for w in r["webhook_configs"]]
-    assert len(hooks) == 1, hooks
-    assert hooks[0]["url"] == "http://driftwarden:9108/alerts"
-    hooks[0]["url"] = f"http://127.0.0.1:{agent_port}/alerts"
-    hooks[0]["http_config"]["authorization"]["credentials_file"] = str(token_file)
-    am.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return am
+    assert len(hooks) == 1 and hooks[0]["url"] == "http://driftwarden:9108/alerts", hooks
+    url = f"http://127.0.0.1:{agent_port}/alerts"
+    return Alertmanager(url, config=alertmanager_config(url, token_file, AM_CONFIG))
 
 
 @pytest.fixture(scope="module")

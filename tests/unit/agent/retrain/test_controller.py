@@ -79,10 +79,56 @@ def test_concept_drift_incident_ends_in_a_job_that_ran_every_gate(tmp_path: Path
         rig.worker.stop()
 
 
-def test_too_little_stored_traffic_is_refused_with_the_reason(tmp_path: Path) -> None:
+def test_too_little_stored_traffic_waits_with_the_reason(tmp_path: Path) -> None:
     rig, ctl = make(tmp_path, min_rows=100_000)
     out = ctl.launch("inc-x", "m", {"action": "retrain", "segments": []})
-    assert out["status"] == "refused" and "min_rows" in out["reason"]
+    assert out["status"] == "waiting" and "min_rows" in out["reason"] and out["retry_at"] > time.time()
+
+
+def _retrain_status(rig: Rig, wanted: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        for inc in rig.incidents():
+            if (inc.get("retrain") or {}).get("status") == wanted:
+                return inc
+        time.sleep(0.1)
+    raise AssertionError(f"no incident's retrain is {wanted!r}: {[i.get('retrain') for i in rig.incidents()]}")
+
+
+def test_a_job_waits_for_the_incidents_own_windows_then_starts(tmp_path: Path) -> None:
+    """Traffic from before the incident is what the model already knew: the dataset waits until
+    min_rows labelled rows of the incident's own windows are stored, then the job is submitted."""
+    rig, ctl = make(tmp_path, min_rows=3000)
+    ctl.retry_s = 0.0
+    rig.worker.start()
+    ctl.start()
+    try:
+        def moved(n: int, seed: int) -> pd.DataFrame:
+            f = frame(n, seed)
+            f["y"] = np.where(f.c0 == "a", 1 - f.y, f.y)
+            return f
+
+        rig.feed(pd.concat([frame(3000, 2), moved(4000, 3)], ignore_index=True))
+        rig.wait()
+        ctl.tick()
+        inc = _retrain_status(rig, "waiting")
+        first = inc["first_window"]
+        stored = ctl.traffic["m"].read()
+        since = int((stored["__window__"] >= first).sum())
+        assert since < 3000 and f"{since} labelled rows stored since window {first}" in inc["retrain"]["reason"]
+        assert len(stored) >= 3000               # enough rows in all, but most from before the incident
+        rig.feed(moved(4000, 4))
+        rig.wait()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and (inc := next(i for i in rig.incidents() if i["id"] == inc["id"])
+                                              )["retrain"]["status"] != "submitted":
+            ctl.tick()
+            time.sleep(0.1)
+        assert inc["retrain"]["status"] == "submitted", inc["retrain"]
+        assert inc["retrain"]["rows"]["train_recent"] + inc["retrain"]["rows"]["holdout"] >= 3000
+    finally:
+        ctl.stop()
+        rig.worker.stop()
 
 
 def test_driftwarden_retrain_by_hand_on_a_stopped_agents_state(tmp_path: Path, capsys) -> None:  # noqa: ANN001
