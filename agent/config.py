@@ -158,7 +158,7 @@ class KubernetesLauncherConfig(_Frozen):
     :class:`agent.retrain.kubernetes_launcher.KubernetesOptions`)."""
 
     image: str = Field("driftwarden/retrain:0.1.0-cuda", min_length=1, description="the retraining image")
-    namespace: str = "default"
+    namespace: str | None = Field(None, description="default: the agent pod's own namespace (else 'default')")
     gpus: int = Field(1, ge=0, description="nvidia.com/gpu in the container's limits (0: a CPU job)")
     cpu: str | None = "2"
     memory: str | None = "8Gi"
@@ -178,8 +178,8 @@ class KubernetesLauncherConfig(_Frozen):
 
     @field_validator("namespace")
     @classmethod
-    def _dns_label(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+    def _dns_label(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
             raise ValueError(f"not a DNS-1123 label: {v!r}")
         return v
 

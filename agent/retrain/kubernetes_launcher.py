@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from agent.retrain.launchers import DuplicateJob, JobSpec, JobState, LaunchError, format_args
 
-__all__ = ["KubernetesOptions", "KubernetesLauncher", "job_name", "build_job", "job_manifest", "launcher_from_config"]
+__all__ = ["KubernetesOptions", "KubernetesLauncher", "job_name", "build_job", "job_manifest", "launcher_from_config", "own_namespace"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 63
@@ -142,7 +142,10 @@ def build_job(job: JobSpec, opts: KubernetesOptions) -> Any:
         env=[k8s.V1EnvVar(name=k, value=v) for k, v in sorted(env.items())],
         resources=k8s.V1ResourceRequirements(limits=limits or None, requests=requests or None),
         volume_mounts=mounts,
-        security_context=k8s.V1SecurityContext(allow_privilege_escalation=False))
+        # what the "restricted" Pod Security Standard asks, so the Job runs in namespaces enforcing it
+        security_context=k8s.V1SecurityContext(allow_privilege_escalation=False, run_as_non_root=True,
+                                               capabilities=k8s.V1Capabilities(drop=["ALL"]),
+                                               seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")))
     tolerations = ([k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
                    if opts.gpus else None)
     labels = {"app.kubernetes.io/name": "driftwarden", "app.kubernetes.io/component": "retrain",
@@ -279,12 +282,24 @@ class KubernetesLauncher:
         return _KubernetesHandle(self, job, str(name))
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace of the pod this runs in (its service account's mount), else ``default``."""
+    try:
+        return path.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
 def launcher_from_config(cfg: Any, state_dir: str | Path) -> KubernetesLauncher:
     """The launcher a model's ``retrain.kubernetes`` block (:class:`agent.config.KubernetesLauncherConfig`)
     describes. Paths under the agent's ``state_dir`` map onto ``mount_path`` in the Job."""
     fields = cfg.model_dump()
     api_server = fields.pop("api_server")
     fields["state_dir"] = fields["state_dir"] or str(state_dir)
+    fields["namespace"] = fields["namespace"] or own_namespace()
     api_client = None
     if api_server:
         k8s = _k8s()

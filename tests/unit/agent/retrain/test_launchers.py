@@ -273,6 +273,8 @@ def test_the_job_manifest_is_valid_against_the_kubernetes_schema(tmp_path: Path)
     assert env["DRIFTWARDEN_MANIFEST"] == "/var/lib/driftwarden/snapshots/s1/manifest.json"
     assert env["DRIFTWARDEN_INCIDENT"] == "inc-42"
     assert spec_["template"]["spec"]["restartPolicy"] == "Never"
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "runAsNonRoot": True,  # PSS restricted
+                                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     assert spec_["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "driftwarden-state"
     cpu_only = job_manifest(job, KubernetesOptions(image="trainer:1", gpus=0, memory=None, active_deadline_s=60))
     kubernetes_validate.validate(cpu_only, "1.30", strict=True)
@@ -383,6 +385,7 @@ def test_a_yaml_kubernetes_block_builds_the_launcher_the_controller_uses(tmp_pat
                                                                          httpserver: HTTPServer) -> None:
     from agent.config import ConfigError, build_config
     from agent.retrain.controller import launcher_name, launchers_for
+    from agent.retrain.kubernetes_launcher import own_namespace
 
     cfg = build_config(_model(tmp_path, {"enabled": True, "launcher": "kubernetes", "kubernetes": {
         "image": "registry.example/retrain:2-cuda", "namespace": "ml", "gpus": 2, "volume_claim": "dw-state",
@@ -400,6 +403,10 @@ def test_a_yaml_kubernetes_block_builds_the_launcher_the_controller_uses(tmp_pat
 
     defaults = build_config(_model(tmp_path, {"launcher": "kubernetes"})).models["car-loan"].retrain.kubernetes
     assert defaults is not None and defaults.image == "driftwarden/retrain:0.1.0-cuda" and defaults.gpus == 1
+    assert defaults.namespace is None      # the agent pod's own namespace
+    sa = tmp_path / "namespace"
+    sa.write_text("ml-prod\n")
+    assert own_namespace(sa) == "ml-prod" and own_namespace(tmp_path / "absent") == "default"
     for bad, key in (({"launcher": "kubernetes", "kubernetes": {"namespace": "Bad_NS"}}, "namespace"),
                      ({"launcher": "local", "kubernetes": {"image": "x"}}, "retrain.launcher is 'local'"),
                      ({"launcher": "command"}, "needs a command"),
