@@ -30,7 +30,7 @@ from agent.ingest.broker import DLQ_SUFFIX, Broker, TopicPartitionKey, next_offs
 from agent.monitor.model import ModelMonitor, WindowResult
 from agent.monitor.reference import ModelReference
 from agent.outputs.http import AgentHTTPServer, HtmlPage
-from agent.outputs.metrics import Snapshot, make_registry
+from agent.outputs.metrics import KnownSeries, Snapshot, job_counts, make_registry
 from agent.pipeline import Pipeline
 from agent.state.checkpoint import CheckpointStore
 from agent.state.counters import Counters
@@ -70,6 +70,9 @@ class Agent:
         self._saved_incidents = 0  # IncidentStore.version in the last checkpoint
         self.lag_interval_s = 5.0
         self._lag_at = -float("inf")
+        self._known = KnownSeries()  # label sets exported at 0: set once the monitors exist
+        self.registry_interval_s = 5.0  # the model registry is on disk: read at most this often (or on a job change)
+        self._retrain_view: tuple[Any, float, tuple[dict, dict, dict]] | None = None  # (job counts, when, view)
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -139,6 +142,7 @@ class Agent:
                                        k.client_options, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._broker.start()
         self._started = True
+        self._publish()  # /metrics shows every known series at 0 before the first poll
 
     @property
     def bootstrap(self) -> str | None:
@@ -262,6 +266,7 @@ class Agent:
                 lag = self.broker.lag()
             except Exception:  # noqa: BLE001 - lag is informative only
                 pass
+        jobs, running, promoted = self._retrain_metrics()
         self._snapshot = Snapshot(
             counters=self.counters.copy(), latest=latest, latest_performance=perf,
             pending_labels={m: len(mon.pending) for m, mon in self.monitors.items()},
@@ -270,10 +275,42 @@ class Agent:
             concept_drifts={m: dict(mon.concept.drifts) for m, mon in self.monitors.items()},
             conditional={m: mon.latest_conditional.to_dict() for m, mon in self.monitors.items()
                          if mon.latest_conditional is not None},
-            lag=lag, incidents_open=self.incidents.open_by_kind(), incident_kinds=KINDS,
-            rca_causes=self.incidents.causes_open(),
-            retrain_jobs=self.retrain.jobs.counts() if self.retrain is not None else {},
+            lag=lag, incidents_open=self.incidents.open_by_kind(), rca_causes=self.incidents.causes_open(),
+            retrain_jobs=jobs, jobs_running=running, promoted_versions=promoted, known=self._known_series(),
         )
+
+    def _known_series(self) -> KnownSeries:
+        """Every configured model's label sets (its reference's features, both topics, the incident
+        kinds: the rules' and "alertmanager", those POST /alerts opens), exported at 0 until they
+        count: built once, when the monitors first exist."""
+        if self._known.models != tuple(self.monitors):
+            k = self.config.kafka
+            self._known = KnownSeries.of({m: mon.ref.schema for m, mon in self.monitors.items()},
+                                         (k.predictions_topic, k.labels_topic), (*KINDS, "alertmanager"))
+        return self._known
+
+    def _retrain_metrics(self) -> tuple[dict, dict, dict]:
+        """(jobs by model and status, active jobs per model, promoted version per model). Job
+        counts are in memory; the job list and the on-disk registry are read again only when they
+        change or every ``registry_interval_s``, never on every batch."""
+        if self.retrain is None:
+            return {}, {}, {}
+        jobs = self.retrain.jobs
+        key, now, view = jobs.counts(), time.monotonic(), self._retrain_view
+        if view is not None and view[0] == key and now - view[1] < self.registry_interval_s:
+            return view[2]
+        totals, active = job_counts(jobs.list()[1])
+        old = view[2][2] if view is not None else {}
+        promoted = {}
+        for m in self.monitors:
+            try:
+                v = jobs.registry.promoted(m) if jobs.registry is not None else None
+                promoted[m] = int(v[1:]) if v else 0
+            except Exception as e:  # noqa: BLE001 - informative only: keep the last value
+                log.debug("reading the promoted version of %s: %s", m, e)
+                promoted[m] = old.get(m, 0)
+        self._retrain_view = (key, now, (totals, active, promoted))
+        return totals, active, promoted
 
     @property
     def snapshot(self) -> Snapshot:

@@ -4,21 +4,98 @@ Counts live in checkpointed state (:class:`agent.state.counters.Counters`), so t
 gauges come from the latest judged windows. The collector is registered in the agent's own
 ``CollectorRegistry`` (never the global one). Metric names and labels follow DESIGN.md's
 metrics contract exactly.
+
+Every label set the agent knows at start (:class:`KnownSeries`: each configured model, its
+reference's features, both topics, the incident kinds, the job statuses) is exported at 0 until
+it counts something, as Prometheus advises for counters: a quiet pipeline shows 0, not "No
+data", and ``rate()``/``increase()`` see the first event.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from agent.state.counters import LABEL_DELAY_BUCKETS, Counters
 from agent.monitor.model import WindowResult
 
-__all__ = ["Snapshot", "AgentCollector", "make_registry"]
+__all__ = ["Snapshot", "KnownSeries", "AgentCollector", "make_registry", "job_counts", "EVENT_OUTCOMES",
+           "JOB_STATUSES", "SEVERITIES"]
+
+# What agent.monitor.model and agent.pipeline count per stream: predictions can be late (their
+# event-time window closed), labels can expire (their prediction never came within join.ttl).
+EVENT_OUTCOMES: dict[str, tuple[str, ...]] = {"predictions": ("ok", "invalid", "duplicate", "late"),
+                                              "labels": ("ok", "invalid", "duplicate", "expired")}
+# driftwarden_retrain_jobs_total{status}, as DESIGN.md names them (see job_counts).
+JOB_STATUSES = ("started", "succeeded", "failed", "rejected")
+SEVERITIES = ("warning", "critical")
+# detectors.schema.Schema.check_batch: schema kinds any reference column can break ("unexpected"
+# counts keys that are *not* reference columns, so it has no known label set), skew kinds by type.
+SCHEMA_KINDS = ("missing", "type")
+SKEW_KINDS = {"numeric": ("out_of_range", "null"), "categorical": ("unseen_category", "null")}
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSeries:
+    """Label sets exported at 0 from the start; built once (:meth:`of`) from the configuration and
+    the references, never per batch."""
+
+    models: tuple[str, ...] = ()
+    events: tuple[tuple[str, str, str], ...] = ()  # model, stream, outcome
+    schema: tuple[tuple[str, str, str], ...] = ()  # model, feature, kind
+    skew: tuple[tuple[str, str, str], ...] = ()  # model, feature, kind
+    topics: tuple[str, ...] = ()  # source topics of driftwarden_dead_letters_total
+    incident_kinds: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, schemas: Mapping[str, Any], topics: Sequence[str], incident_kinds: Sequence[str]) -> KnownSeries:
+        """``schemas``: model -> its reference's :class:`detectors.schema.Schema` (``columns`` with
+        ``name``, ``kind``, ``categories_capped``)."""
+        models = tuple(schemas)
+        schema, skew = [], []
+        for m, sch in schemas.items():
+            for col in sch.columns:
+                schema.extend((m, col.name, k) for k in SCHEMA_KINDS)
+                kinds = SKEW_KINDS.get(col.kind, ("null",))
+                if getattr(col, "categories_capped", False):  # too many categories: none is "unseen"
+                    kinds = tuple(k for k in kinds if k != "unseen_category")
+                skew.extend((m, col.name, k) for k in kinds)
+        events = tuple((m, stream, o) for m in models for stream, outcomes in EVENT_OUTCOMES.items() for o in outcomes)
+        return cls(models, events, tuple(schema), tuple(skew), tuple(dict.fromkeys(topics)), tuple(incident_kinds))
+
+
+def job_counts(jobs: Iterable[Mapping[str, Any]]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Retraining jobs (``GET /jobs`` summaries) as ``driftwarden_retrain_jobs_total{model,status}``
+    and the number active per model. Every job is ``started`` once; a finished one is also
+    ``failed``, ``rejected`` (it trained healthily but did not beat the champion: the trainer's
+    verdict "reject", nothing promoted) or ``succeeded``. Job records are kept, so each count only
+    grows; started = succeeded + failed + rejected + active."""
+    totals: Counter[tuple[str, str]] = Counter()
+    active: Counter[str] = Counter()
+    for j in jobs:
+        m, status = str(j["model"]), j.get("status")
+        totals[(m, "started")] += 1
+        if status == "succeeded":
+            totals[(m, "rejected" if j.get("verdict") == "reject" else "succeeded")] += 1
+        elif status == "failed":
+            totals[(m, "failed")] += 1
+        else:  # pending, running
+            active[m] += 1
+    return dict(totals), dict(active)
+
+
+def _zeros(known: Iterable[Any], counts: Mapping[Any, float]) -> list[tuple[Any, float]]:
+    """``counts`` with every key of ``known`` present (0 when it counted nothing), sorted."""
+    out: dict[Any, float] = dict.fromkeys(known, 0)
+    out.update(counts)
+    return sorted(out.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +111,12 @@ class Snapshot:
     concept_drifts: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> detector -> count
     conditional: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> last settled window's verdicts
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
-    retrain_jobs: dict[tuple[str, str], int] = field(default_factory=dict)
+    retrain_jobs: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, status) -> jobs, see job_counts
+    jobs_running: dict[str, int] = field(default_factory=dict)  # model -> jobs pending or running
+    promoted_versions: dict[str, int] = field(default_factory=dict)  # model -> promoted version number (0: none)
     incidents_open: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (model, kind, severity)
-    incident_kinds: tuple[str, ...] = ()  # exported at 0 for every model until one opens
     rca_causes: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, cause) -> confidence
+    known: KnownSeries = field(default_factory=KnownSeries)  # label sets exported at 0
 
 
 def _finite(x: float | None) -> bool:
@@ -55,56 +134,56 @@ class AgentCollector:
         snap = self._snapshot()
         c = snap.counters
 
+        known = snap.known
         events = CounterMetricFamily("driftwarden_events_total", "Records read, by outcome.", labels=["model", "stream", "outcome"])
-        for (model, stream, outcome), n in sorted(c.events.items()):
-            events.add_metric([model, stream, outcome], n)
+        for key, n in _zeros(known.events, c.events):
+            events.add_metric(list(key), n)
         yield events
 
         schema = CounterMetricFamily("driftwarden_schema_violations_total", "Feature values breaking the inferred schema.",
                                      labels=["model", "feature", "kind"])
-        for key, n in sorted(c.schema.items()):
+        for key, n in _zeros(known.schema, c.schema):
             schema.add_metric(list(key), n)
         yield schema
 
         skew = CounterMetricFamily("driftwarden_value_skew_total", "Training-serving skew events per feature.",
                                    labels=["model", "feature", "kind"])
-        for key, n in sorted(c.skew.items()):
+        for key, n in _zeros(known.skew, c.skew):
             skew.add_metric(list(key), n)
         yield skew
 
         windows = CounterMetricFamily("driftwarden_windows_total", "Windows closed and judged.", labels=["model"])
-        for model, n in sorted(c.windows.items()):
+        for model, n in _zeros(known.models, c.windows):
             windows.add_metric([model], n)
         yield windows
 
         unlabelled = CounterMetricFamily("driftwarden_unlabelled_predictions_total",
                                          "Predictions whose label had not arrived when their window left retention.",
                                          labels=["model"])
-        for model, n in sorted(c.unlabelled.items()):
+        for model, n in _zeros(known.models, c.unlabelled):
             unlabelled.add_metric([model], n)
         yield unlabelled
         failures = CounterMetricFamily("driftwarden_window_failures_total",
                                        "Windows whose judgement raised on their data (marked failed; the agent goes on)",
                                        labels=["model"])
-        for model, n in sorted(c.window_failures.items()):
+        for model, n in _zeros(known.models, c.window_failures):
             failures.add_metric([model], n)
         yield failures
 
-        dlq = CounterMetricFamily("driftwarden_dead_letters_total", "Records sent to the dead-letter topic.", labels=["topic"])
-        for topic, n in sorted(c.dead_letters.items()):
+        dlq = CounterMetricFamily("driftwarden_dead_letters_total", "Records sent to the dead-letter topic "
+                                  "(<topic>.dlq), by source topic.", labels=["topic"])
+        for topic, n in _zeros(known.topics, c.dead_letters):
             dlq.add_metric([topic], n)
         yield dlq
 
         incidents = CounterMetricFamily("driftwarden_incidents_total", "Incidents opened.", labels=["model", "kind"])
-        for key, n in sorted(c.incidents.items()):
+        for key, n in _zeros(((m, k) for m in known.models for k in known.incident_kinds), c.incidents):
             incidents.add_metric(list(key), n)
         yield incidents
         open_ = GaugeMetricFamily("driftwarden_incidents_open", "Incidents open now.",
                                   labels=["model", "kind", "severity"])
-        counts = dict.fromkeys(((m, k, s) for m in sorted({m for m, _, _ in c.events}) if m != "unknown"
-                                for k in snap.incident_kinds for s in ("warning", "critical")), 0)
-        counts.update(snap.incidents_open)
-        for key, n in sorted(counts.items()):
+        for key, n in _zeros(((m, k, s) for m in known.models for k in known.incident_kinds for s in SEVERITIES),
+                             snap.incidents_open):
             open_.add_metric(list(key), n)
         yield open_
 
@@ -115,18 +194,31 @@ class AgentCollector:
             causes.add_metric(list(key), v)
         yield causes
 
-        jobs = CounterMetricFamily("driftwarden_retrain_jobs_total", "Retraining jobs by status.", labels=["model", "status"])
-        for key, n in sorted(snap.retrain_jobs.items()):
+        jobs = CounterMetricFamily("driftwarden_retrain_jobs_total", "Retraining jobs: every job is started once, then "
+                                   "succeeded, failed, or rejected (healthy but not better than the champion).",
+                                   labels=["model", "status"])
+        for key, n in _zeros(((m, s) for m in known.models for s in JOB_STATUSES), snap.retrain_jobs):
             jobs.add_metric(list(key), n)
         yield jobs
+        running = GaugeMetricFamily("driftwarden_retrain_job_running", "Retraining jobs of the model pending or "
+                                    "running now (one at most per model).", labels=["model"])
+        for model, n in _zeros(known.models, snap.jobs_running):
+            running.add_metric([model], n)
+        yield running
+        promoted = GaugeMetricFamily("driftwarden_model_promoted_version", "Number of the model's promoted registry "
+                                     "version (v0003 is 3); 0 while none is promoted.", labels=["model"])
+        for model, n in _zeros(known.models, snap.promoted_versions):
+            promoted.add_metric([model], n)
+        yield promoted
 
         delay = HistogramMetricFamily("driftwarden_label_delay_seconds", "Event-time delay from prediction to its label.",
                                       labels=["model"])
-        for model, counts in sorted(c.label_delay.items()):
-            cum = counts.cumsum()
+        empty = np.zeros(len(LABEL_DELAY_BUCKETS) + 1, dtype=np.int64)
+        for model in sorted({*known.models, *c.label_delay}):
+            cum = c.label_delay.get(model, empty).cumsum()
             buckets = [(repr(b) if b != int(b) else f"{b:.1f}", int(n)) for b, n in zip(LABEL_DELAY_BUCKETS, cum[:-1])]
             buckets.append(("+Inf", int(cum[-1])))
-            delay.add_metric([model], buckets, c.label_delay_sum[model] / 1000.0)
+            delay.add_metric([model], buckets, c.label_delay_sum.get(model, 0) / 1000.0)
         yield delay
 
         yield from self._drift(snap)

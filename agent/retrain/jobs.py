@@ -445,7 +445,9 @@ class JobManager:
             return self._copy(self._records[job_id])
 
     def counts(self) -> dict[tuple[str, str], int]:
-        """Jobs by (model, status), for ``driftwarden_retrain_jobs_total{model,status}``."""
+        """Jobs by (model, current status: pending, running, succeeded, failed). The exporter turns
+        them into the contract's monotonic ``started/succeeded/failed/rejected`` counts
+        (:func:`agent.outputs.metrics.job_counts`)."""
         with self._lock:
             return dict(Counter((r.model, r.status) for r in self._records.values()))
 
