@@ -15,7 +15,8 @@ __all__ = ["IncidentStore", "ALERT_KINDS"]
 
 # The shipped Prometheus alerts (deploy/prometheus/rules.yml) and the rule kinds they concern.
 ALERT_KINDS = {"DriftwardenFeatureDrift": "data_drift", "DriftwardenPerformanceDrop": "performance_drop",
-               "DriftwardenDeadLetters": "data_quality"}
+               "DriftwardenDeadLetters": "data_quality", "DriftwardenPredictionTrafficDrop": "traffic_drop",
+               "DriftwardenPredictionTrafficStopped": "traffic_drop", "DriftwardenLabelsMissing": "labels_missing"}
 
 
 class IncidentStore:
