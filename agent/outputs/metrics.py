@@ -68,6 +68,8 @@ class KnownSeries:
                     kinds = tuple(k for k in kinds if k != "unseen_category")
                 skew.extend((m, col.name, k) for k in kinds)
         events = tuple((m, stream, o) for m in models for stream, outcomes in EVENT_OUTCOMES.items() for o in outcomes)
+        # records whose model is unreadable or not configured count under "unknown" (agent/pipeline.py)
+        events += tuple(("unknown", stream, "invalid") for stream in EVENT_OUTCOMES)
         return cls(models, events, tuple(schema), tuple(skew), tuple(dict.fromkeys(topics)), tuple(incident_kinds))
 
 

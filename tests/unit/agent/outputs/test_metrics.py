@@ -146,7 +146,8 @@ def test_a_fresh_agent_exports_every_known_series_at_zero(agent) -> None:  # noq
     promtool_check(body)
     s = samples(body)
     events = by(s["driftwarden_events_total"], "model", "stream", "outcome")
-    assert events == {(MODEL, stream, o): 0 for stream, outs in EVENT_OUTCOMES.items() for o in outs}
+    assert events == {**{(MODEL, stream, o): 0 for stream, outs in EVENT_OUTCOMES.items() for o in outs},
+                      ("unknown", "predictions", "invalid"): 0, ("unknown", "labels", "invalid"): 0}
     assert {o for _, _, o in events} == {"ok", "invalid", "duplicate", "late", "expired"}
     schema = by(s["driftwarden_schema_violations_total"], "model", "feature", "kind")
     assert schema == {(MODEL, f, k): 0 for f in FEATURES for k in ("missing", "type")}
