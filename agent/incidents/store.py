@@ -65,9 +65,10 @@ class IncidentStore:
 
     # -- the Alertmanager webhook --------------------------------------------------------
     def on_alerts(self, alerts: list[dict[str, Any]]) -> dict[str, Any]:
-        """Open one incident per firing alert; Alertmanager re-sends a group's alerts on every
-        change and repeat interval, so an alert already open (same fingerprint) opens nothing new,
-        and a resolved one closes its incident."""
+        """Open one incident per firing alert name and model (the per-feature alerts of one rule
+        are one problem, not seven); Alertmanager re-sends a group's alerts on every change and
+        repeat interval, so an alert already open (same fingerprint) opens nothing new, and an
+        incident resolves when the last of its alerts has."""
         opened, existing = [], []
         with self._lock:
             for a in alerts:
@@ -76,33 +77,54 @@ class IncidentStore:
                 if a["status"] == "resolved":
                     if current is not None:
                         del self._open[key]
-                        if current.get("source") != "rule":  # a rule's incident resolves by its own rule
+                        # a rule's incident resolves by its own rule; an alert incident with its last alert
+                        if current.get("source") != "rule" and not any(
+                                v is current for k, v in self._open.items() if k != current.get("key")):
                             current["status"] = "resolved"
+                            self._open.pop(current.get("key", ""), None)
                     continue
                 if current is not None:
                     existing.append(current["id"])
                     continue
                 model = a["labels"].get("model", "unknown")
-                # an alert about a model and kind the agent already has open joins that incident
-                rule = self._open.get(f"rule|{model}|{ALERT_KINDS.get(a['labels'].get('alertname', ''), '')}")
-                if rule is not None:
-                    rule["alerts"].append({"alertname": a["labels"].get("alertname", ""), "fingerprint": a["fingerprint"],
-                                           "startsAt": a["startsAt"]})
-                    self._open[key] = rule
-                    existing.append(rule["id"])
+                alertname = a["labels"].get("alertname", "")
+                seen = {"alertname": alertname, "fingerprint": a["fingerprint"], "startsAt": a["startsAt"]}
+                # an alert about a model and kind the agent already has open joins that incident,
+                # and one whose name and model already have an alert incident joins that
+                joined = (self._open.get(f"rule|{model}|{ALERT_KINDS.get(alertname, '')}")
+                          or self._open.get(f"alert|{model}|{alertname}"))
+                if joined is not None:
+                    joined.setdefault("alerts", []).append(seen)
+                    self._open[key] = joined
+                    existing.append(joined["id"])
                     continue
                 self._seq += 1
+                group = f"alert|{model}|{alertname}"
                 inc = {"id": f"inc-{self._seq}", "model": model, "kind": "alertmanager", "status": "open",
-                       "alertname": a["labels"].get("alertname", ""), "labels": a["labels"], "startsAt": a["startsAt"],
-                       "fingerprint": a["fingerprint"], "key": key}
+                       "alertname": alertname, "labels": a["labels"], "startsAt": a["startsAt"],
+                       "fingerprint": a["fingerprint"], "key": group, "alerts": [seen]}
                 if self.rca:
                     inc["rca"] = {"status": "pending"}
                 self._incidents.append(inc)
-                self._open[key] = inc
+                self._open[group] = self._open[key] = inc
                 self.counters.incidents[(model, "alertmanager")] += 1
                 opened.append(inc["id"])
             self._bound()
         return {"accepted": len(alerts), "incidents": opened, "already_open": existing}
+
+    def _absorb_alerts(self, inc: dict[str, Any]) -> None:
+        """A rule incident that opens takes over the open alert incidents of its model and kind
+        (the alert often fires first): one incident per problem, the alerts attached to it."""
+        merged = {id(o): o for o in self._open.values() if o is not inc and o.get("kind") == "alertmanager"
+                  and o["model"] == inc["model"] and ALERT_KINDS.get(o.get("alertname", "")) == inc["kind"]}
+        for other in merged.values():
+            for k in [k for k, v in self._open.items() if v is other]:
+                if k == other.get("key"):
+                    del self._open[k]
+                else:
+                    self._open[k] = inc
+            inc["alerts"].extend(other.get("alerts", []))
+            other["status"], other["merged_into"] = "resolved", inc["id"]
 
     # -- the agent's own rules -------------------------------------------------------------
     def apply(self, model: str, window_id: int, findings: list[Any], judged: tuple[str, ...],
@@ -140,6 +162,7 @@ class IncidentStore:
                             inc["rca"] = {"status": "pending"}
                         self._incidents.append(inc)
                         self._open[key] = inc
+                        self._absorb_alerts(inc)
                         self.counters.incidents[(model, kind)] += 1
                         opened.append((inc["id"], kind))
                     else:

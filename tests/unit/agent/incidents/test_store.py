@@ -94,6 +94,37 @@ def test_an_alert_about_an_open_incident_attaches_to_it() -> None:
     assert len(opened) == 1 and s.get(opened[0])[1]["kind"] == "alertmanager"
 
 
+def test_one_rules_alerts_about_many_features_are_one_incident() -> None:
+    s = store()
+    out = s.on_alerts([alert("DriftwardenFeatureDrift", fingerprint=f"f{i}") for i in range(7)])
+    (inc_id,) = out["incidents"]
+    assert out["already_open"] == [inc_id] * 6
+    assert [a["fingerprint"] for a in s.get(inc_id)[1]["alerts"]] == [f"f{i}" for i in range(7)]
+    assert s.counters.incidents[("m", "alertmanager")] == 1
+    back = IncidentStore.from_state(orjson.loads(orjson.dumps(s.state())), Counters())
+    for st in (s, back):                       # the same after a restart
+        st.on_alerts([alert("DriftwardenFeatureDrift", "resolved", f"f{i}") for i in range(6)])
+        assert st.get(inc_id)[1]["status"] == "open"   # one feature still drifts
+        assert st.on_alerts([alert("DriftwardenFeatureDrift", fingerprint="f6")])["already_open"] == [inc_id]
+        st.on_alerts([alert("DriftwardenFeatureDrift", "resolved", "f6")])
+        assert st.get(inc_id)[1]["status"] == "resolved" and st.open_by_kind() == {}
+    # a later alert of that name opens a new incident
+    assert len(s.on_alerts([alert("DriftwardenFeatureDrift", fingerprint="f9")])["incidents"]) == 1
+
+
+def test_the_agents_own_incident_takes_over_an_alert_that_fired_first() -> None:
+    s = store()
+    (alert_inc,) = s.on_alerts([alert("DriftwardenFeatureDrift", fingerprint=f"f{i}") for i in range(2)])["incidents"]
+    other = s.on_alerts([alert("DriftwardenDown", fingerprint="d1")])["incidents"]  # another kind stays apart
+    (rule_inc, _), = s.apply("m", 0, [DRIFT], JUDGED)
+    merged, rule = s.get(alert_inc)[1], s.get(rule_inc)[1]
+    assert (merged["status"], merged["merged_into"]) == ("resolved", rule_inc)
+    assert [a["fingerprint"] for a in rule["alerts"]] == ["f0", "f1"]
+    assert s.on_alerts([alert("DriftwardenFeatureDrift", fingerprint="f1")])["already_open"] == [rule_inc]
+    assert s.get(other[0])[1]["status"] == "open"
+    assert s.open_by_kind() == {("m", "data_drift", "warning"): 1, ("m", "alertmanager", "warning"): 1}
+
+
 def test_state_round_trips_through_json_and_keeps_dedup_and_cool_down() -> None:
     s = store()
     (inc_id, _), = s.apply("m", 0, [DRIFT], JUDGED)
