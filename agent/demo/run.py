@@ -113,6 +113,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
     sim_thread: threading.Thread | None = None
     sink = None
     services: list = []  # Prometheus, Alertmanager: stopped in reverse
+    previous: dict = {}  # signal handlers to put back
     try:
         agent.start()
         say(f"  agent serving http://127.0.0.1:{agent.http.port}/metrics (also /healthz, /readyz, /windows)")
@@ -128,10 +129,11 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
         say("  Ctrl-C to stop" + (f"; stopping by itself after {duration_s:.0f} s" if duration_s else ""))
         started = time.monotonic()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
         last = 0.0
         told: dict[str, str] = {}
         retrain_told: dict[str, str] = {}
+        alerts_told: dict[str, list[str]] = {}
         base = f"http://127.0.0.1:{agent.http.port}"
 
         def tell_incidents() -> None:
@@ -154,6 +156,10 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
                     say(f"  ! analysis of {inc['id']} failed: {rca.get('reason')}")
                 told[inc["id"]] = state
             for inc in agent.incidents.get("")[1]:
+                names = sorted({a["alertname"] for a in inc.get("alerts", []) if a.get("alertname")})
+                if inc.get("kind") != "alertmanager" and names and alerts_told.get(inc["id"]) != names:
+                    alerts_told[inc["id"]] = names
+                    say(f"  ! alert {', '.join(names)} (Prometheus -> Alertmanager -> /alerts) joined {inc['id']}")
                 r = inc.get("retrain") or {}
                 if r.get("status") in ("waiting", "refused", "failed") and retrain_told.get(inc["id"]) != r["status"]:
                     retrain_told[inc["id"]] = r["status"]
@@ -202,6 +208,8 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
         agent.loop(until=until)
         say(_summary(agent, sim, started))
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop.set()
         if sim_thread is not None:
             sim_thread.join(timeout=10)

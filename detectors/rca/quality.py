@@ -16,8 +16,9 @@ names what changed; each finding has an ``effect`` (a share of current rows, in 
   share of current rows holding them (the values are listed, most frequent first).
 * ``constant``: a feature that varied in the reference is stuck on one value now (90% of the
   non-null rows or more), or a value it had is filled in for many more rows (a default put in by
-  a failing lookup: a rise of 25 points or more); effect = the share of rows holding the current
-  mode minus the reference share of that value.
+  a failing lookup: a rise of 25 points or more, the other values' mix unchanged, chi-square
+  p >= 0.001; a whole mix that moves is ``covariate_shift``); effect = the share of rows holding
+  the current mode minus the reference share of that value.
 * ``type_change``: a numeric feature arrives as text (``"12.5"``, ``"n/a"``) or a categorical one
   as numbers; effect = the share of non-null rows of the other type.
 
@@ -141,6 +142,26 @@ def _unseen(name: str, ref: pd.Series, cur: pd.Series) -> QualityFinding | None:
                           {"values": [str(v) for v in top.index], "rows": int(len(new))})
 
 
+def _others_unmoved(ref: pd.Series, cur: pd.Series, value: Any, alpha: float = 1e-3, top: int = 50) -> bool:
+    """A default filled in for some rows leaves the other values' mix as it was: the rows it
+    replaced are taken from every value alike. When the other values moved too (chi-square on
+    their counts, the ``top`` most frequent reference values and the rest pooled, p < ``alpha``),
+    the value's rise is a shift of the whole mix (``covariate_shift``), not a pipeline default."""
+    from scipy.stats import chi2_contingency
+
+    r, c = ref[ref != value], cur[cur != value]
+    if len(r) < 20 or len(c) < 20:
+        return True
+    levels = r.value_counts().index[:top]
+    r_counts = r.where(r.isin(levels), other="__rest__").value_counts()
+    c_counts = c.where(c.isin(levels), other="__rest__").value_counts()
+    table = pd.concat([r_counts, c_counts], axis=1).fillna(0).to_numpy()
+    table = table[table.sum(axis=1) > 0]
+    if table.shape[0] < 2:
+        return True
+    return bool(chi2_contingency(table)[1] >= alpha)
+
+
 def _constant(name: str, ref: pd.Series, cur: pd.Series) -> QualityFinding | None:
     r, c = ref.dropna(), cur.dropna()
     if len(r) < 2 or len(c) < 2:
@@ -158,7 +179,9 @@ def _constant(name: str, ref: pd.Series, cur: pd.Series) -> QualityFinding | Non
     share_cur = int(c_counts.iloc[0]) / len(cur)
     share_ref = ref_mode / len(ref)
     stuck = int(c_counts.iloc[0]) / len(c) >= 0.9  # (nearly) every row holds it
-    defaulted = share_ref > 0 and share_cur - share_ref >= 0.25  # a known value filled in for many rows
+    defaulted = (share_ref > 0 and share_cur - share_ref >= 0.25  # a known value filled in for many rows
+                 and _others_unmoved(r.astype(str) if r.dtype == object else r,
+                                     c.astype(str) if c.dtype == object else c, mode))
     if not (stuck or defaulted):
         return None
     return QualityFinding(name, "constant", share_cur - share_ref, float("nan"),
