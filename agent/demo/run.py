@@ -72,7 +72,7 @@ def _alert_path(agent_port: int, state_dir: Path, say) -> list:  # noqa: ANN001 
 
 def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 1000.0, state_dir: Path = Path("./demo-state"),
              window: int = 5000, drift_after_s: float = 60.0, out: TextIO = sys.stdout, retrain: bool = True,
-             with_prometheus: bool = False) -> int:
+             with_prometheus: bool = False, linger_after_job_s: float | None = None) -> int:
     from agent.ingest.kafka_python import KafkaProducerSink
     from agent.config import build_config
     from agent.ingest.embedded import EmbeddedBroker
@@ -167,6 +167,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
 
         registry = ModelRegistry(cfg.state_dir)
         jobs_told: dict[str, str] = {}
+        job_ended: list[float | None] = [None]
 
         def tell_jobs() -> None:
             """Each retraining job when it starts and when it ends; a promoted version is loaded
@@ -179,6 +180,7 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
                 if status in ("pending", "running"):
                     say(f"  ~ retraining job {job['id']} for {job['incident']} is {status}: {base}/jobs/{job['id']}")
                     continue
+                job_ended[0] = job_ended[0] or time.monotonic()
                 _, rec = agent.retrain.jobs.get(job["id"])
                 gates = rec.get("gates") or []
                 passed = sum(1 for g in gates if g.get("passed"))
@@ -203,6 +205,8 @@ def run_demo(duration_s: float | None = None, port: int = 9108, rate: float = 10
                 tell_jobs()
             if duration_s is not None and now - started >= duration_s:
                 stop.set()
+            if linger_after_job_s is not None and job_ended[0] is not None and now - job_ended[0] >= linger_after_job_s:
+                stop.set()   # the loop was shown: the job ended and the summaries after it printed
             return stop.is_set()
 
         agent.loop(until=until)

@@ -85,6 +85,16 @@ def single(title: str, expr: str, unit: str = "short", desc: str = "", w: int = 
     return p
 
 
+def retraining_stats() -> list[Panel]:
+    """The model's retraining at a glance (overview and incidents dashboards): a job running now,
+    and the promoted registry version."""
+    return [single("Retraining job running", f"max(driftwarden_retrain_job_running{{{M}}})",
+                   desc="1 while a retraining job of this model is pending or running (one at most per model).",
+                   steps=[(None, "text"), (1, "blue")], graph=False),
+            single("Promoted version", f"max(driftwarden_model_promoted_version{{{M}}})",
+                   desc="The registry version promoted as champion (0: none promoted yet).", graph=False)]
+
+
 def bars(title: str, expr: str, legend: str, unit: str = "short", desc: str = "", w: int = 8, h: int = 8,
          steps: Sequence[tuple[float | None, str]] | None = None, no_value: str | None = None,
          hi: float | None = None) -> bargauge.Panel:

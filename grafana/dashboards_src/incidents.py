@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as model
 
-from .common import M, RI, bars, dashboard, queries, query, single, ts, with_rows
+from .common import M, RI, retraining_stats, bars, dashboard, queries, query, single, ts, with_rows
 
 UID = "driftwarden-incidents"
 
@@ -26,11 +26,7 @@ def build() -> model.Dashboard:
         single("Analyses failed (range)", f"sum(increase(driftwarden_rca_seconds_count{{{M},status=\"failed\"}}[$__range]))",
                desc="Root-cause analyses that failed over the time range (DriftwardenRCAFailures).",
                steps=[(None, "green"), (1, "red")], decimals=0),
-        single("Retraining job running", f"max(driftwarden_retrain_job_running{{{M}}})",
-               desc="1 while a job of this model is pending or running (one at most per model).",
-               steps=[(None, "text"), (1, "blue")], graph=False),
-        single("Promoted version", f"max(driftwarden_model_promoted_version{{{M}}})",
-               desc="Registry version promoted as champion (0: none yet).", graph=False),
+        *retraining_stats(),
     ]
     incidents = [
         ts("Open incidents by kind and severity", "short",

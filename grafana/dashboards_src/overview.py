@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as model
 
-from .common import M, RI, dashboard, metric_variable, queries, query, single, ts, verdicts, with_rows
+from .common import M, RI, retraining_stats, dashboard, metric_variable, queries, query, single, ts, verdicts, with_rows
 
 UID = "driftwarden"
 
@@ -24,11 +24,7 @@ def build() -> model.Dashboard:
                steps=[(None, "green"), (0.3, "orange"), (0.5, "red")]),
         single("Open incidents", f"sum(driftwarden_incidents_open{{{M}}})", desc="Incidents of this model open now "
                "(the agent's own rules and Alertmanager alerts).", steps=[(None, "green"), (1, "red")]),
-        single("Retraining job running", f"max(driftwarden_retrain_job_running{{{M}}})",
-               desc="1 while a retraining job of this model is pending or running.",
-               steps=[(None, "text"), (1, "blue")], graph=False),
-        single("Promoted version", f"max(driftwarden_model_promoted_version{{{M}}})",
-               desc="The registry version serving as champion (0: none promoted yet).", graph=False),
+        *retraining_stats(),
     ]
     traffic = [
         ts("Events/s by stream and outcome", "reqps",

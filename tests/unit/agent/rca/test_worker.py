@@ -130,7 +130,7 @@ def test_stored_analyses_stay_bounded(tmp_path: Path) -> None:
     store = IncidentStore(Counters(), limit=5, rca=True, rca_detail=2)
     for k in range(8):
         store.on_alerts([{"status": "firing", "fingerprint": f"f{k}", "startsAt": "2026-01-01T00:00:00Z",
-                          "labels": {"alertname": "X", "model": "m"}}])
+                          "labels": {"alertname": f"X{k}", "model": "m"}}])
         store.set_rca(f"inc-{k + 1}", {"status": "done", "evaluate": {"big": list(range(1000))}, "causes": [],
                                        "actions": [{"action": "relabel", "ids": list(range(500))}]})
     incs = store.get("")[1]
