@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from agent.background import stop_worker
 from agent.config import RCAConfig
 from agent.incidents.store import IncidentStore
 from agent.monitor.model import ModelMonitor
@@ -54,13 +55,7 @@ class RCAWorker:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the thread to finish after the analysis in hand; an unfinished one is analysed
         again after a restart (its status was checkpointed as pending or running)."""
-        if self._thread is None:
-            return
-        try:
-            self._queue.put_nowait(_STOP)
-        except queue.Full:
-            pass
-        self._thread.join(timeout_s)
+        stop_worker(self._thread, self._queue, _STOP, timeout_s)
         self._thread = None
 
     def idle(self) -> bool:

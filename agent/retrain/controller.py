@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.background import stop_worker
 from agent.config import ModelConfig
 from agent.incidents.store import IncidentStore
 from agent.monitor.model import ModelMonitor
@@ -82,13 +83,8 @@ class RetrainController:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if self._thread is not None:
-            try:
-                self._queue.put_nowait(_STOP)
-            except queue.Full:
-                pass
-            self._thread.join(timeout_s)
-            self._thread = None
+        stop_worker(self._thread, self._queue, _STOP, timeout_s)
+        self._thread = None
         self.jobs.stop()
 
     # -- the ingest thread ---------------------------------------------------------------
